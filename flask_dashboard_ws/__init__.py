@@ -1,0 +1,37 @@
+"""flask-dashboard-ws: push validated dashboard events from a Flask app to its users' browser tabs."""
+
+from marshmallow import ValidationError
+
+from .auth import AuthFailed
+from .config import ConfigError
+from .envelope import EnvelopeSchema
+from .events import EventType, UnknownEventType
+from .extension import DashboardRealtime
+from .rooms import user_room
+from .schemas import (
+    DashboardErrorSchema,
+    DashboardSummarySchema,
+    DashboardViewSchema,
+    PartialPartsMocSchema,
+    RecentMocSchema,
+    ThemeStatsSchema,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthFailed",
+    "ConfigError",
+    "DashboardErrorSchema",
+    "DashboardRealtime",
+    "DashboardSummarySchema",
+    "DashboardViewSchema",
+    "EnvelopeSchema",
+    "EventType",
+    "PartialPartsMocSchema",
+    "RecentMocSchema",
+    "ThemeStatsSchema",
+    "UnknownEventType",
+    "ValidationError",
+    "__version__",
+]

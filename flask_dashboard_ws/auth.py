@@ -1,0 +1,129 @@
+"""Authenticating a Socket.IO handshake with the app's own flask-jwt-extended tokens and settings.
+
+``decode_token`` applies the app's keys, algorithms, audience, issuer, leeway and ``decode_key_loader``;
+it checks neither the token type nor the blocklist, so both are checked here, as ``jwt_required`` does for
+the REST API (plus the app's ``token_verification_loader`` and ``user_lookup_loader`` when it has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from flask import request
+from flask_jwt_extended import decode_token, get_unverified_jwt_headers
+from flask_jwt_extended.config import config as jwt_config
+from flask_jwt_extended.exceptions import RevokedTokenError, UserClaimsVerificationError
+from flask_jwt_extended.internal_utils import (
+    custom_verification_for_token,
+    has_user_lookup,
+    user_lookup,
+    verify_token_not_blocklisted,
+)
+
+from .rooms import user_id_of
+
+TOKEN_MISSING = "token_missing"
+TOKEN_INVALID = "token_invalid"
+TOKEN_EXPIRED = "token_expired"
+TOKEN_REVOKED = "token_revoked"
+WRONG_TOKEN_TYPE = "wrong_token_type"
+
+
+class AuthFailed(Exception):
+    """The handshake carries no usable access token; ``reason`` is what the client is told."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified connection: whose it is and when its token stops being valid (epoch seconds)."""
+
+    user_id: str
+    expires_at: float | None
+
+
+def find_token(auth: Any, allowed_origins: Iterable[str]) -> tuple[str, str]:
+    """Return ``(token, source)`` from the first source that has one, in the documented order."""
+    if isinstance(auth, Mapping) and auth.get("token") is not None:
+        token = auth["token"]
+        if not isinstance(token, str):
+            raise AuthFailed(TOKEN_INVALID, "auth token is not a string")
+        return token, "auth"
+    if request.args.get("token"):
+        return request.args["token"], "query_string"
+    header = request.headers.get(jwt_config.header_name)
+    if header:
+        return _bearer_token(header), "header"
+    if "cookies" in jwt_config.token_location:
+        cookie = request.cookies.get(jwt_config.access_cookie_name)
+        if cookie:
+            _check_cookie_origin(allowed_origins)
+            return cookie, "cookie"
+    raise AuthFailed(TOKEN_MISSING)
+
+
+def _bearer_token(header: str) -> str:
+    header_type = jwt_config.header_type
+    if not header_type:
+        return header
+    scheme, _, token = header.partition(" ")
+    if scheme != header_type or not token.strip():
+        raise AuthFailed(TOKEN_INVALID, f"{jwt_config.header_name} header is not '{header_type} <token>'")
+    return token.strip()
+
+
+def _check_cookie_origin(allowed_origins: Iterable[str]) -> None:
+    """Refuse a cookie sent from another site's page (cross-site WebSocket hijacking).
+
+    Browsers always send ``Origin`` on a WebSocket handshake; a request without one is either a
+    same-origin polling request or not from a browser, and neither can be hijacked.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    same_origin = request.host_url.rstrip("/")
+    if origin != same_origin and origin not in allowed_origins:
+        raise AuthFailed(TOKEN_INVALID, "cookie sent from an origin that is not allowed")
+
+
+def verify_token(token: str) -> Identity:
+    """Decode and check ``token`` as ``jwt_required()`` would; raise :class:`AuthFailed` with the reason."""
+    try:
+        claims = decode_token(token)
+        header = get_unverified_jwt_headers(token)
+    except jwt.ExpiredSignatureError:
+        raise AuthFailed(TOKEN_EXPIRED) from None
+    except Exception as exc:  # any decode failure, including the app's decode_key_loader raising
+        raise AuthFailed(TOKEN_INVALID, type(exc).__name__) from None
+    if claims.get("type") != "access":
+        raise AuthFailed(WRONG_TOKEN_TYPE)
+    _run_app_checks(header, claims)
+    try:
+        user_id = user_id_of(claims.get(jwt_config.identity_claim_key))
+    except ValueError:
+        raise AuthFailed(TOKEN_INVALID, "identity claim is not a non-empty string or integer") from None
+    expires_at = claims.get("exp")
+    if expires_at is not None:
+        expires_at = float(expires_at) + jwt_config.leeway
+    return Identity(user_id=user_id, expires_at=expires_at)
+
+
+def _run_app_checks(header: dict[str, Any], claims: dict[str, Any]) -> None:
+    """The blocklist, the custom claims check and the user lookup the app registered, if any."""
+    try:
+        verify_token_not_blocklisted(header, claims)
+    except RevokedTokenError:
+        raise AuthFailed(TOKEN_REVOKED) from None
+    try:
+        custom_verification_for_token(header, claims)
+    except UserClaimsVerificationError:
+        raise AuthFailed(TOKEN_INVALID, "token_verification_loader refused the token") from None
+    if has_user_lookup() and user_lookup(header, claims) is None:
+        raise AuthFailed(TOKEN_INVALID, "user_lookup_loader found no user")

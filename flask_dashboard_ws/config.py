@@ -1,0 +1,125 @@
+"""The ``DASHBOARD_WS_*`` configuration keys: their defaults and their checks.
+
+Every key is checked once, in ``init_app``, so a typo fails at start-up with the key's name instead of
+surfacing as a confusing error on the first connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+ASYNC_MODES = ("threading", "eventlet", "gevent", "gevent_uwsgi")
+
+DEFAULTS: dict[str, Any] = {
+    "DASHBOARD_WS_NAMESPACE": "/dashboard",
+    "DASHBOARD_WS_CORS_ALLOWED_ORIGINS": None,
+    "DASHBOARD_WS_MESSAGE_QUEUE": None,
+    "DASHBOARD_WS_ASYNC_MODE": None,
+    "DASHBOARD_WS_DEFER_IN_REQUEST": True,
+    "DASHBOARD_WS_SOCKETIO_OPTIONS": {},
+}
+
+# Options that the extension sets itself from its own keys; passing them again would be ambiguous.
+_OWNED_SOCKETIO_OPTIONS = ("async_mode", "message_queue", "cors_allowed_origins")
+
+
+class ConfigError(ValueError):
+    """A ``DASHBOARD_WS_*`` value (or the app's set-up) cannot work; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one app."""
+
+    namespace: str
+    cors_allowed_origins: str | list[str] | None
+    message_queue: str | None
+    async_mode: str | None
+    defer_in_request: bool
+    socketio_options: dict[str, Any]
+
+    def socketio_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the ``SocketIO`` that the extension creates."""
+        kwargs = dict(self.socketio_options)
+        kwargs["cors_allowed_origins"] = self.cors_allowed_origins
+        if self.message_queue is not None:
+            kwargs["message_queue"] = self.message_queue
+        if self.async_mode is not None:
+            kwargs["async_mode"] = self.async_mode
+        return kwargs
+
+
+def load_settings(app: Flask) -> Settings:
+    """Set the defaults on ``app.config`` and return the checked values."""
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, value.copy() if isinstance(value, dict) else value)
+    config = app.config
+    return Settings(
+        namespace=_namespace(config["DASHBOARD_WS_NAMESPACE"]),
+        cors_allowed_origins=_origins(config["DASHBOARD_WS_CORS_ALLOWED_ORIGINS"]),
+        message_queue=_message_queue(config["DASHBOARD_WS_MESSAGE_QUEUE"]),
+        async_mode=_async_mode(config["DASHBOARD_WS_ASYNC_MODE"]),
+        defer_in_request=_boolean("DASHBOARD_WS_DEFER_IN_REQUEST", config["DASHBOARD_WS_DEFER_IN_REQUEST"]),
+        socketio_options=_socketio_options(config["DASHBOARD_WS_SOCKETIO_OPTIONS"]),
+    )
+
+
+def _namespace(value: Any) -> str:
+    key = "DASHBOARD_WS_NAMESPACE"
+    if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
+        raise ConfigError(f"{key} must be a string that starts with '/' and has no spaces, got {value!r}")
+    return value
+
+
+def _origins(value: Any) -> str | list[str] | None:
+    key = "DASHBOARD_WS_CORS_ALLOWED_ORIGINS"
+    if value is None or value == "*":
+        return value
+    origins = [value] if isinstance(value, str) else value
+    if not isinstance(origins, (list, tuple)) or not origins:
+        raise ConfigError(f"{key} must be None (same origin only), '*', an origin or a non-empty list of origins")
+    for origin in origins:
+        parts = urlsplit(origin) if isinstance(origin, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(f"{key}: {origin!r} is not an origin like 'https://app.example.com'")
+    return list(origins)
+
+
+def _message_queue(value: Any) -> str | None:
+    key = "DASHBOARD_WS_MESSAGE_QUEUE"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not urlsplit(value).scheme:
+        raise ConfigError(f"{key} must be None or a queue URL such as 'redis://127.0.0.1:6379/0', got {value!r}")
+    return value
+
+
+def _async_mode(value: Any) -> str | None:
+    key = "DASHBOARD_WS_ASYNC_MODE"
+    if value is not None and value not in ASYNC_MODES:
+        raise ConfigError(f"{key} must be None (Flask-SocketIO's choice) or one of {', '.join(ASYNC_MODES)}; got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be True or False, got {value!r}")
+    return value
+
+
+def _socketio_options(value: Any) -> dict[str, Any]:
+    key = "DASHBOARD_WS_SOCKETIO_OPTIONS"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a dict of SocketIO() keyword arguments, got {value!r}")
+    owned = sorted(set(value) & set(_OWNED_SOCKETIO_OPTIONS))
+    if owned:
+        raise ConfigError(
+            f"{key} must not contain {', '.join(owned)}: set DASHBOARD_WS_ASYNC_MODE, "
+            "DASHBOARD_WS_MESSAGE_QUEUE or DASHBOARD_WS_CORS_ALLOWED_ORIGINS instead"
+        )
+    return dict(value)

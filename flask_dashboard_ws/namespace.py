@@ -1,0 +1,56 @@
+"""The ``/dashboard`` Socket.IO namespace: authenticate on connect, join the user's room, nothing else.
+
+The namespace handles no client events at all, so a client cannot join, leave or emit to a room.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, Namespace, join_room
+
+from .auth import TOKEN_INVALID, AuthFailed, find_token, verify_token
+from .log import logger
+from .rooms import user_room
+
+
+class DashboardNamespace(Namespace):
+    def on_connect(self, auth: Any = None) -> None:
+        state = current_app.extensions["dashboard_ws"]
+        log = logger.bind(sid=request.sid, remote_addr=request.remote_addr)
+        source = None
+        try:
+            token, source = find_token(auth, state.cookie_origins())
+            log.debug("connect_attempt", token_source=source)
+            identity = verify_token(token)
+        except AuthFailed as failure:
+            self._refuse(log, failure.reason, failure.detail, source)
+        except Exception as exc:  # an app callback (blocklist, user lookup) failed: fail closed
+            self._refuse(log, TOKEN_INVALID, type(exc).__name__, source)
+        join_room(user_room(identity.user_id))
+        state.connections[request.sid] = identity
+        if identity.expires_at is not None:
+            state.expiry.watch(request.sid, identity.expires_at)
+        log.info("connected", user_id=identity.user_id)
+
+    def on_disconnect(self, reason: str | None = None) -> None:
+        state = current_app.extensions["dashboard_ws"]
+        identity = state.connections.pop(request.sid, None)
+        logger.info(
+            "disconnected",
+            sid=request.sid,
+            user_id=identity.user_id if identity else None,
+            reason=reason,
+        )
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return super().trigger_event(event, *args)
+        logger.debug("client_event_ignored", event=event, sid=args[0] if args else None, namespace=self.namespace)
+        return None
+
+    @staticmethod
+    def _refuse(log: Any, reason: str, detail: str | None, source: str | None) -> NoReturn:
+        log.warning("auth_failed", reason=reason, detail=detail, token_source=source)
+        raise ConnectionRefusedError("Authentication failed", {"code": "AUTH_FAILED", "reason": reason})

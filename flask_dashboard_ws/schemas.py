@@ -1,0 +1,152 @@
+"""Marshmallow schemas for the event payloads and the envelope (wire format: camelCase).
+
+Payload schemas load what an app naturally has at hand (the wire mapping, a snake_case mapping, or an
+object such as a model instance with ``datetime`` and enum values) and dump the wire form, so the browser
+always sees the same shapes whatever the app passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+BUILD_STATUSES = ("ADDED", "IN_PROGRESS", "BUILT")
+COVERAGE_STATUSES = ("FULL_INVENTORY", "PARTIAL_ORDERED", "NONE")
+
+
+def to_iso_z(value: datetime) -> str:
+    """Format ``value`` exactly like ``Date.toISOString()``; naive datetimes are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class Count(fields.Integer):
+    """A non-negative integer; ``True``/``False`` and numeric strings are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, required=True, validate=validate.Range(min=0), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class IsoDateTime(fields.DateTime):
+    """An ISO 8601 string or a ``datetime`` in; the ``Date.toISOString()`` form out."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else to_iso_z(value)
+
+
+class Status(fields.String):
+    """One of a fixed set of names; a Python ``Enum`` member is taken by its value."""
+
+    def __init__(self, choices: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(required=True, validate=validate.OneOf(choices), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
+        if isinstance(value, enum.Enum):
+            value = value.value
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class WireSchema(Schema):
+    """Base for payload schemas: accepts camelCase or snake_case keys, or an object's attributes."""
+
+    @pre_load
+    def _to_wire_keys(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, Mapping):
+            return self._rename_snake_keys(data)
+        if isinstance(data, (str, bytes, list, tuple)) or data is None:
+            return data  # let marshmallow report the wrong type
+        return self._read_attributes(data)
+
+    def _rename_snake_keys(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        wire = dict(data)
+        for name, field in self.fields.items():
+            key = field.data_key
+            if key and key != name and name in data:
+                if key in data:
+                    raise ValidationError(f"given twice, as {key!r} and {name!r}", key)
+                wire[key] = wire.pop(name)
+        return wire
+
+    def _read_attributes(self, obj: Any) -> dict[str, Any]:
+        wire = {}
+        for name, field in self.fields.items():
+            key = field.data_key or name
+            for attribute in (name, key):
+                if hasattr(obj, attribute):
+                    wire[key] = getattr(obj, attribute)
+                    break
+        return wire
+
+
+class BuildStatusCountsSchema(Schema):
+    ADDED = Count()
+    IN_PROGRESS = Count()
+    BUILT = Count()
+
+
+class CoverageStatusCountsSchema(Schema):
+    FULL_INVENTORY = Count()
+    PARTIAL_ORDERED = Count()
+    NONE = Count()
+
+
+class DashboardSummarySchema(WireSchema):
+    total_mocs = Count(data_key="totalMocs")
+    total_wishlist_items = Count(data_key="totalWishlistItems")
+    mocs_by_build_status = fields.Nested(BuildStatusCountsSchema, required=True, data_key="mocsByBuildStatus")
+    mocs_by_coverage_status = fields.Nested(CoverageStatusCountsSchema, required=True, data_key="mocsByCoverageStatus")
+
+
+class MocBaseSchema(WireSchema):
+    """The fields that a recent MOC and a partial-parts MOC share."""
+
+    id = fields.UUID(required=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    theme = fields.String(required=True)
+    build_status = Status(BUILD_STATUSES, data_key="buildStatus")
+
+
+class RecentMocSchema(MocBaseSchema):
+    cover_image_url = fields.Url(required=True, allow_none=True, relative=True, schemes={"http", "https"}, data_key="coverImageUrl")
+    created_at = IsoDateTime(required=True, data_key="createdAt")
+
+
+class PartialPartsMocSchema(MocBaseSchema):
+    coverage_percentage = fields.Float(required=True, validate=validate.Range(min=0, max=100), data_key="coveragePercentage")
+    last_updated_at = IsoDateTime(required=True, data_key="lastUpdatedAt")
+
+
+class ThemeStatsSchema(WireSchema):
+    theme = fields.String(required=True, validate=validate.Length(min=1))
+    moc_count = Count(data_key="mocCount")
+    set_count = Count(data_key="setCount")
+
+
+class DashboardErrorSchema(WireSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1))
+    message = fields.String(required=True)
+
+
+class DashboardViewSchema(WireSchema):
+    """The whole dashboard as ``GET /api/dashboard`` serves it, in the shapes the events carry."""
+
+    summary = fields.Nested(DashboardSummarySchema, required=True)
+    theme_breakdown = fields.List(fields.Nested(ThemeStatsSchema), required=True, data_key="themeBreakdown")
+    recent_mocs = fields.List(fields.Nested(RecentMocSchema), required=True, data_key="recentMocs")
+    partial_parts_mocs = fields.List(fields.Nested(PartialPartsMocSchema), required=True, data_key="partialPartsMocs")
