@@ -2,12 +2,10 @@
 
 from marshmallow import ValidationError
 
-from .auth import AuthFailed
 from .config import ConfigError
 from .envelope import EnvelopeSchema
 from .events import EventType, UnknownEventType
 from .extension import DashboardRealtime
-from .rooms import user_room
 from .schemas import (
     DashboardErrorSchema,
     DashboardSummarySchema,
@@ -20,7 +18,6 @@ from .schemas import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthFailed",
     "ConfigError",
     "DashboardErrorSchema",
     "DashboardRealtime",

@@ -51,7 +51,7 @@ class Identity:
 
 def find_token(auth: Any, allowed_origins: Iterable[str]) -> tuple[str, str]:
     """Return ``(token, source)`` from the first source that has one, in the documented order."""
-    if isinstance(auth, Mapping) and auth.get("token") is not None:
+    if isinstance(auth, Mapping) and auth.get("token") not in (None, ""):
         token = auth["token"]
         if not isinstance(token, str):
             raise AuthFailed(TOKEN_INVALID, "auth token is not a string")

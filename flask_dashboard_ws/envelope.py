@@ -12,19 +12,19 @@ from marshmallow import Schema, ValidationError, fields, validate
 from .events import EventType
 from .schemas import to_iso_z
 
-# What JavaScript's Date.prototype.toISOString() produces: UTC, milliseconds, "Z".
-ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# What JavaScript's Date.prototype.toISOString() produces: UTC, milliseconds, "Z". ASCII digits only, and
+# "\Z" rather than "$", which would also accept a trailing newline.
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z", re.ASCII)
 
 
-def _uuid4(value: uuid.UUID) -> None:
-    if value.version != 4:
-        raise ValidationError("must be a version 4 UUID")
+# The canonical form ``str(uuid.uuid4())`` gives: lowercase, hyphenated, version 4, RFC 4122 variant.
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z", re.ASCII)
 
 
 class EnvelopeSchema(Schema):
     """The envelope's own fields; the payload was validated by its type's schema before this."""
 
-    eventId = fields.UUID(required=True, validate=_uuid4)
+    eventId = fields.String(required=True, validate=validate.Regexp(UUID4, error="Not a canonical version 4 UUID."))
     type = fields.String(required=True, validate=validate.OneOf([member.value for member in EventType]))
     timestamp = fields.String(required=True, validate=validate.Regexp(ISO_Z))
     payload = fields.Raw(required=True)

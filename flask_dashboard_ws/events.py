@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 
 from .schemas import (
     DashboardErrorSchema,
@@ -55,4 +55,6 @@ def event_type(value: EventType | str) -> EventType:
 def wire_payload(kind: EventType, payload: Any) -> Any:
     """Validate ``payload`` for ``kind`` and return its wire form; raises ``marshmallow.ValidationError``."""
     schema = PAYLOAD_SCHEMAS[kind]
+    if schema.many and not isinstance(payload, (list, tuple)):
+        raise ValidationError({"_schema": [f"{kind.value} takes a list, got {type(payload).__name__}"]})
     return schema.dump(schema.load(payload))

@@ -16,8 +16,12 @@ from .rooms import user_room
 
 
 class DashboardNamespace(Namespace):
-    def on_connect(self, auth: Any = None) -> None:
+    def on_connect(self, auth: Any = None) -> Any:
         state = current_app.extensions["dashboard_ws"]
+        if request.sid in state.connections:
+            # python-socketio hands a client's *event* named "connect" to this handler too; a real connect
+            # always has a fresh sid, so a sid that is already authenticated means a client event.
+            return self._ignore("connect", request.sid)
         log = logger.bind(sid=request.sid, remote_addr=request.remote_addr)
         source = None
         try:
@@ -34,7 +38,11 @@ class DashboardNamespace(Namespace):
             state.expiry.watch(request.sid, identity.expires_at)
         log.info("connected", user_id=identity.user_id)
 
-    def on_disconnect(self, reason: str | None = None) -> None:
+    def on_disconnect(self, reason: str | None = None) -> Any:
+        if self.server.manager.is_connected(request.sid, self.namespace):
+            # A client's event named "disconnect": a real disconnect runs once the socket is marked as
+            # disconnecting. Dropping the record here would let the socket outlive its token's expiry.
+            return self._ignore("disconnect", request.sid)
         state = current_app.extensions["dashboard_ws"]
         identity = state.connections.pop(request.sid, None)
         logger.info(
@@ -47,8 +55,12 @@ class DashboardNamespace(Namespace):
     def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
             return super().trigger_event(event, *args)
-        logger.debug("client_event_ignored", event=event, sid=args[0] if args else None, namespace=self.namespace)
-        return None
+        return self._ignore(event, args[0] if args else None)
+
+    def _ignore(self, event: str, sid: str | None) -> Any:
+        # structlog's first parameter is called "event", so the client's event name needs another field name.
+        logger.debug("client_event_ignored", event_name=event, sid=sid, namespace=self.namespace)
+        return self.server.not_handled  # not None: python-socketio would then acknowledge the event
 
     @staticmethod
     def _refuse(log: Any, reason: str, detail: str | None, source: str | None) -> NoReturn:

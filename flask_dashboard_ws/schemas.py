@@ -38,6 +38,24 @@ class Count(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Percentage(fields.Float):
+    """A number from 0 to 100; strings and booleans are refused, as for counts."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=True, validate=validate.Range(min=0, max=100), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> float:
+        if isinstance(value, (bool, str, bytes)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _not_protocol_relative(value: str | None) -> None:
+    """``//host/path`` is a relative URL to marshmallow but loads from another host in a browser."""
+    if value is not None and value.startswith("//"):
+        raise ValidationError("Must be an absolute http(s) URL or a path on this site.")
+
+
 class IsoDateTime(fields.DateTime):
     """An ISO 8601 string or a ``datetime`` in; the ``Date.toISOString()`` form out."""
 
@@ -94,13 +112,13 @@ class WireSchema(Schema):
         return wire
 
 
-class BuildStatusCountsSchema(Schema):
+class BuildStatusCountsSchema(WireSchema):
     ADDED = Count()
     IN_PROGRESS = Count()
     BUILT = Count()
 
 
-class CoverageStatusCountsSchema(Schema):
+class CoverageStatusCountsSchema(WireSchema):
     FULL_INVENTORY = Count()
     PARTIAL_ORDERED = Count()
     NONE = Count()
@@ -123,12 +141,19 @@ class MocBaseSchema(WireSchema):
 
 
 class RecentMocSchema(MocBaseSchema):
-    cover_image_url = fields.Url(required=True, allow_none=True, relative=True, schemes={"http", "https"}, data_key="coverImageUrl")
+    cover_image_url = fields.Url(
+        required=True,
+        allow_none=True,
+        relative=True,
+        schemes={"http", "https"},
+        validate=_not_protocol_relative,
+        data_key="coverImageUrl",
+    )
     created_at = IsoDateTime(required=True, data_key="createdAt")
 
 
 class PartialPartsMocSchema(MocBaseSchema):
-    coverage_percentage = fields.Float(required=True, validate=validate.Range(min=0, max=100), data_key="coveragePercentage")
+    coverage_percentage = Percentage(data_key="coveragePercentage")
     last_updated_at = IsoDateTime(required=True, data_key="lastUpdatedAt")
 
 
