@@ -15,14 +15,20 @@ from .log import logger
 from .rooms import user_room
 
 
+def _sid() -> str:
+    """The Socket.IO session id, which Flask-SocketIO sets on the request of every handler it calls."""
+    return request.sid  # type: ignore[attr-defined]
+
+
 class DashboardNamespace(Namespace):
     def on_connect(self, auth: Any = None) -> Any:
         state = current_app.extensions["dashboard_ws"]
-        if request.sid in state.connections:
+        sid = _sid()
+        if sid in state.connections:
             # python-socketio hands a client's *event* named "connect" to this handler too; a real connect
             # always has a fresh sid, so a sid that is already authenticated means a client event.
-            return self._ignore("connect", request.sid)
-        log = logger.bind(sid=request.sid, remote_addr=request.remote_addr)
+            return self._ignore("connect", sid)
+        log = logger.bind(sid=sid, remote_addr=request.remote_addr)
         source = None
         try:
             token, source = find_token(auth, state.cookie_origins())
@@ -33,21 +39,22 @@ class DashboardNamespace(Namespace):
         except Exception as exc:  # an app callback (blocklist, user lookup) failed: fail closed
             self._refuse(log, TOKEN_INVALID, type(exc).__name__, source)
         join_room(user_room(identity.user_id))
-        state.connections[request.sid] = identity
+        state.connections[sid] = identity
         if identity.expires_at is not None:
-            state.expiry.watch(request.sid, identity.expires_at)
+            state.expiry.watch(sid, identity.expires_at)
         log.info("connected", user_id=identity.user_id)
 
     def on_disconnect(self, reason: str | None = None) -> Any:
-        if self.server.manager.is_connected(request.sid, self.namespace):
+        sid = _sid()
+        if self.server.manager.is_connected(sid, self.namespace):
             # A client's event named "disconnect": a real disconnect runs once the socket is marked as
             # disconnecting. Dropping the record here would let the socket outlive its token's expiry.
-            return self._ignore("disconnect", request.sid)
+            return self._ignore("disconnect", sid)
         state = current_app.extensions["dashboard_ws"]
-        identity = state.connections.pop(request.sid, None)
+        identity = state.connections.pop(sid, None)
         logger.info(
             "disconnected",
-            sid=request.sid,
+            sid=sid,
             user_id=identity.user_id if identity else None,
             reason=reason,
         )

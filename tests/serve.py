@@ -1,0 +1,89 @@
+"""Serve ``tests/server_app.py`` on an ephemeral port: ``python -m tests.serve --mode eventlet [--config JSON]``.
+
+Prints ``PORT <n>`` once the socket listens, then serves until it is terminated. The WSGI servers' access
+logs are off: they would print query strings (one token source), and the tests check the log for tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=("threading", "eventlet", "gevent"), required=True)
+    parser.add_argument("--config", default="{}", help="JSON object of extra app.config values")
+    args = parser.parse_args()
+
+    # Monkey-patching must come before anything else imports socket or threading.
+    if args.mode == "eventlet":
+        import eventlet
+
+        eventlet.monkey_patch()
+    elif args.mode == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+
+    from tests.server_app import create_app
+
+    app = create_app(args.mode, json.loads(args.config))
+    {"threading": serve_threading, "eventlet": serve_eventlet, "gevent": serve_gevent}[args.mode](app)
+
+
+def announce(port: int) -> None:
+    print(f"PORT {port}", flush=True)
+
+
+def serve_threading(app: Any) -> None:
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Handler(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def run_wsgi(self) -> None:
+            super().run_wsgi()
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                # The connection was the WebSocket's and has ended; without this, werkzeug reads the
+                # client's closing frame as a new HTTP request and the client waits 3 s for its close.
+                self.close_connection = True
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Handler)
+    announce(server.server_port)
+    server.serve_forever()
+
+
+def serve_eventlet(app: Any) -> None:
+    import eventlet
+    import eventlet.wsgi
+
+    sock = eventlet.listen(("127.0.0.1", 0))
+    announce(sock.getsockname()[1])
+    eventlet.wsgi.server(sock, app, log_output=False)
+
+
+def serve_gevent(app: Any) -> None:
+    from gevent import pywsgi
+
+    try:  # engine.io uses gevent-websocket when it is installed, which needs its own handler ...
+        from geventwebsocket.handler import WebSocketHandler as Handler
+    except ImportError:  # ... and otherwise simple-websocket, which works with plain pywsgi.
+
+        class Handler(pywsgi.WSGIHandler):  # type: ignore[no-redef]
+            def run_application(self) -> None:
+                super().run_application()
+                if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+                    # As for werkzeug above: the connection was the WebSocket's and has ended.
+                    self.close_connection = True
+
+    server = pywsgi.WSGIServer(("127.0.0.1", 0), app, handler_class=Handler, log=None)
+    server.start()
+    announce(server.server_port)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
