@@ -6,6 +6,7 @@ from .config import ConfigError
 from .envelope import EnvelopeSchema
 from .events import EventType, UnknownEventType
 from .extension import DashboardRealtime
+from .queue import QueueUnavailable
 from .schemas import (
     DashboardErrorSchema,
     DashboardSummarySchema,
@@ -26,6 +27,7 @@ __all__ = [
     "EnvelopeSchema",
     "EventType",
     "PartialPartsMocSchema",
+    "QueueUnavailable",
     "RecentMocSchema",
     "ThemeStatsSchema",
     "UnknownEventType",

@@ -6,6 +6,8 @@ surfacing as a confusing error on the first connection.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +21,17 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_NAMESPACE": "/dashboard",
     "DASHBOARD_WS_CORS_ALLOWED_ORIGINS": None,
     "DASHBOARD_WS_MESSAGE_QUEUE": None,
+    "DASHBOARD_WS_CHANNEL": "flask-socketio",
+    "DASHBOARD_WS_QUEUE_TIMEOUT": 1.0,
     "DASHBOARD_WS_ASYNC_MODE": None,
     "DASHBOARD_WS_DEFER_IN_REQUEST": True,
     "DASHBOARD_WS_SOCKETIO_OPTIONS": {},
 }
 
+_URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
 # Options that the extension sets itself from its own keys; passing them again would be ambiguous.
-_OWNED_SOCKETIO_OPTIONS = ("async_mode", "message_queue", "cors_allowed_origins")
+_OWNED_SOCKETIO_OPTIONS = ("async_mode", "message_queue", "cors_allowed_origins", "channel")
 
 
 class ConfigError(ValueError):
@@ -42,6 +48,8 @@ class Settings:
     async_mode: str | None
     defer_in_request: bool
     socketio_options: dict[str, Any]
+    channel: str = DEFAULTS["DASHBOARD_WS_CHANNEL"]
+    queue_timeout: float = DEFAULTS["DASHBOARD_WS_QUEUE_TIMEOUT"]
 
     def socketio_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the ``SocketIO`` that the extension creates."""
@@ -66,6 +74,8 @@ def load_settings(app: Flask) -> Settings:
         async_mode=_async_mode(config["DASHBOARD_WS_ASYNC_MODE"]),
         defer_in_request=_boolean("DASHBOARD_WS_DEFER_IN_REQUEST", config["DASHBOARD_WS_DEFER_IN_REQUEST"]),
         socketio_options=_socketio_options(config["DASHBOARD_WS_SOCKETIO_OPTIONS"]),
+        channel=_channel(config["DASHBOARD_WS_CHANNEL"]),
+        queue_timeout=_queue_timeout(config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
     )
 
 
@@ -94,9 +104,23 @@ def _message_queue(value: Any) -> str | None:
     key = "DASHBOARD_WS_MESSAGE_QUEUE"
     if value is None:
         return None
-    if not isinstance(value, str) or not urlsplit(value).scheme:
+    if not isinstance(value, str) or not _URL_WITH_SCHEME.match(value):
         raise ConfigError(f"{key} must be None or a queue URL such as 'redis://127.0.0.1:6379/0', got {value!r}")
     return value
+
+
+def _channel(value: Any) -> str:
+    key = "DASHBOARD_WS_CHANNEL"
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string, the same in every process, got {value!r}")
+    return value
+
+
+def _queue_timeout(value: Any) -> float:
+    key = "DASHBOARD_WS_QUEUE_TIMEOUT"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key} must be a number of seconds greater than 0, got {value!r}")
+    return float(value)
 
 
 def _async_mode(value: Any) -> str | None:
@@ -120,6 +144,6 @@ def _socketio_options(value: Any) -> dict[str, Any]:
     if owned:
         raise ConfigError(
             f"{key} must not contain {', '.join(owned)}: set DASHBOARD_WS_ASYNC_MODE, "
-            "DASHBOARD_WS_MESSAGE_QUEUE or DASHBOARD_WS_CORS_ALLOWED_ORIGINS instead"
+            "DASHBOARD_WS_MESSAGE_QUEUE, DASHBOARD_WS_CORS_ALLOWED_ORIGINS or DASHBOARD_WS_CHANNEL instead"
         )
     return dict(value)

@@ -3,6 +3,10 @@
 Validation always happens at the call, so a bad payload fails in the view that built it. Deferring only
 moves the send: events emitted while handling a request that then fails describe a write that did not
 happen, so they are dropped.
+
+When the message queue does not take an event (``QueueUnavailable``), a send at once logs ``event_dropped``
+and raises to the caller; a deferred send can only log, since its view has returned, and the events queued
+after it in the same request are dropped too (in order, and without waiting on the queue again).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from flask import g, has_request_context
 from .envelope import make_envelope
 from .events import EventType, event_type, wire_payload
 from .log import logger
+from .queue import QueueUnavailable
 from .rooms import user_room
 
 if TYPE_CHECKING:
     from .extension import DashboardState
 
 _PENDING = "_dashboard_ws_pending"
+QUEUE_UNAVAILABLE = "queue_unavailable"
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,12 @@ def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: An
     if (state.settings.defer_in_request if defer is None else defer) and has_request_context():
         g.setdefault(_PENDING, []).append(outgoing)
     else:
-        send(state, outgoing, deferred=False)
+        try:
+            send(state, outgoing, deferred=False)
+        except QueueUnavailable as exc:
+            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=str(exc))
+            exc.envelope = envelope
+            raise
     return envelope
 
 
@@ -60,12 +71,19 @@ def send(state: DashboardState, outgoing: Outgoing, deferred: bool) -> None:
 def flush_pending(state: DashboardState, error: BaseException | None) -> None:
     """Teardown: send what the request queued, in order, or drop it all if the request failed."""
     pending: list[Outgoing] = g.pop(_PENDING, [])
+    queue_error: str | None = None
     for outgoing in pending:
         if error is not None:
             _log_dropped(outgoing, reason="request_failed", error=type(error).__name__)
             continue
+        if queue_error is not None:
+            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=queue_error)
+            continue
         try:
             send(state, outgoing, deferred=True)
+        except QueueUnavailable as exc:
+            queue_error = str(exc)
+            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=queue_error)
         except Exception as exc:  # teardown must not fail the response; the loss is logged
             _log_dropped(outgoing, reason="send_failed", error=type(exc).__name__)
 

@@ -8,8 +8,9 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from flask_socketio import SocketIO
 
-from . import emitter
+from . import emitter, queue
 from .auth import Identity
+from .cli import dashboard_ws_cli
 from .config import ConfigError, Settings, load_settings
 from .envelope import make_envelope
 from .events import EventType, wire_payload
@@ -80,6 +81,7 @@ class DashboardRealtime:
         state = DashboardState(settings=settings, socketio=socketio)
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
+        app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit
         self._last_socketio = socketio
 
     @property
@@ -99,7 +101,8 @@ class DashboardRealtime:
         Returns the envelope. Inside a request the send waits for the request to succeed unless
         ``defer=False`` (or ``DASHBOARD_WS_DEFER_IN_REQUEST`` is false). Raises
         ``marshmallow.ValidationError`` for a bad payload and ``UnknownEventType`` for an unknown type;
-        then nothing is sent.
+        then nothing is sent. A send at once raises ``QueueUnavailable`` when the message queue does not
+        take the event (a deferred send logs ``event_dropped`` instead: its view has already returned).
         """
         return emitter.emit(_state(), event_type, user_id, payload, defer)
 
@@ -127,10 +130,18 @@ def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> 
     """The app's own ``SocketIO`` when it gave one (set up with it if needed), else a new one."""
     kwargs = settings.socketio_kwargs()
     if socketio is None:
+        kwargs.update(queue.queue_options(settings.message_queue, settings.channel, settings.queue_timeout, kwargs))
         return SocketIO(app, **kwargs)
     if socketio.server is None:
         # The app's own constructor arguments win over the DASHBOARD_WS_* defaults.
-        socketio.init_app(app, **{key: value for key, value in kwargs.items() if key not in socketio.server_options})
+        kwargs = {key: value for key, value in kwargs.items() if key not in socketio.server_options}
+        channel = socketio.server_options.get("channel", settings.channel)
+        options = {**socketio.server_options, **kwargs}
+        kwargs.update(queue.queue_options(options.get("message_queue"), channel, settings.queue_timeout, options))
+        socketio.init_app(app, **kwargs)
+    else:
+        # Set up by the app already: its plain RedisManager, if it has one, becomes one that reports outages.
+        queue.adopt(socketio, settings.queue_timeout)
     return socketio
 
 

@@ -1,0 +1,251 @@
+"""The Redis message queue that lets several processes share delivery, and how its outages are reported.
+
+Flask-SocketIO builds python-socketio's ``RedisManager`` from ``message_queue``. That manager waits as long as
+the Redis client lets it, and when a publish fails it logs the failure and returns, so an emit cannot tell its
+caller that the event went nowhere. :class:`DashboardRedisManager` is that manager with three changes, and the
+same channel, message format and host ids, so it interoperates with plain managers on the same channel:
+
+* Publishing uses short socket timeouts and no retry loop of the Redis client, so an emit waits about
+  ``DASHBOARD_WS_QUEUE_TIMEOUT`` at most, then raises :class:`QueueUnavailable`.
+* The listener has a connection of its own without a read timeout (a quiet channel is not an error). It
+  subscribes while the process's first socket connects, so an event published once a client is connected is
+  not missed, and when Redis goes away it retries with a short, capped backoff and logs
+  ``queue_listen_failed``, then ``queue_listening`` once it is subscribed again.
+* As in python-socketio, the listener starts with the process's first connection: a worker, cron job or CLI
+  that accepts no socket only publishes (a write-only emitter), even on eventlet without monkey patching.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import socketio
+from socketio.pubsub_manager import PubSubManager
+
+from .log import logger
+
+# Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
+REDIS_SCHEMES = ("redis", "rediss")
+
+# The listener's waits between attempts to subscribe again: the first, doubled up to the last.
+LISTEN_RETRY_FIRST = 0.5
+LISTEN_RETRY_MAX = 5.0
+
+
+class QueueUnavailable(ConnectionError):
+    """The message queue did not take an event: Redis is down, unreachable or did not answer in time.
+
+    The event reached at most the sockets of the emitting process itself, and is not retried. When Redis
+    timed out rather than refused, it may still deliver the event once it recovers. ``envelope`` is the
+    event's envelope when the emit came through ``DashboardRealtime``.
+    """
+
+    def __init__(self, message: str, envelope: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.envelope = envelope
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def is_redis_url(url: str | None) -> bool:
+    return url is not None and urlsplit(url).scheme in REDIS_SCHEMES
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user name and password, for logs and messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+class DashboardRedisManager(socketio.RedisManager):
+    """python-socketio's ``RedisManager`` with bounded waits, reported publish failures and a sturdier listener.
+
+    ``timeout`` (seconds) bounds connecting to Redis and each reply to a publish.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str = "flask-socketio",
+        write_only: bool = False,
+        timeout: float = 1.0,
+        logger: Any = None,
+    ) -> None:
+        super().__init__(url, channel=channel, write_only=write_only, logger=logger)
+        self.timeout = timeout
+        self.where = redacted(url)
+        self._publisher: Any = None
+        self._listener: Any = None  # the subscribed PubSub, while there is one
+
+    # Publishing
+
+    def _publish(self, data: Any) -> Any:
+        # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
+        # read JSON too): the server's JSON module once set up with one, else the standard library's.
+        message = getattr(self, "json", json).dumps(data)
+        error: Exception | None = None
+        # A second attempt only after a quick failure: a pooled connection that Redis closed (it restarted)
+        # fails once, and the client then connects anew. After a timeout, trying again would double the wait.
+        for _attempt in range(2):
+            try:
+                if self._publisher is None:
+                    self._publisher = self._client(socket_timeout=self.timeout)
+                return self._publisher.publish(self.channel, message)
+            except Exception as exc:  # any failure of the queue, from the Redis client or the socket
+                error = exc
+                if self._is_timeout(exc):
+                    break
+        raise QueueUnavailable(
+            f"the message queue at {self.where} (channel {self.channel!r}) did not take the event: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+    # Listening
+
+    def initialize(self) -> None:
+        """Called by python-socketio on the process's first connection: subscribe, then start the listener."""
+        mode = self.server.async_mode
+        if not _socket_monkey_patched(mode):
+            # python-socketio calls this once, on the first connection, and would accept the next ones with no
+            # listener at all: ask it to call again, so that every connection is refused until this is fixed.
+            self.server.manager_initialized = False
+            raise RuntimeError(
+                f"the Redis message queue needs the socket module monkey patched in {mode} mode: call "
+                "eventlet.monkey_patch() (or gevent.monkey.patch_all()) first thing in the server's entry point"
+            )
+        if not self.write_only:
+            try:
+                self._listener = self._subscribe()
+            except Exception as exc:  # Redis is down right now: the listener keeps trying
+                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
+                               retry_in=0)
+        PubSubManager.initialize(self)  # starts self._thread, which reads self._listen()
+
+    def _listen(self) -> Any:
+        channel = self.channel.encode("utf-8")
+        delay = LISTEN_RETRY_FIRST
+        while True:
+            try:
+                if self._listener is None:
+                    self._listener = self._subscribe()
+                delay = LISTEN_RETRY_FIRST
+                for message in self._listener.listen():
+                    if message.get("type") == "message" and message.get("channel") == channel:
+                        yield message["data"]
+                raise ConnectionError("the subscription ended")  # listen() returns only once unsubscribed
+            except Exception as exc:
+                self._close_listener()
+                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
+                               retry_in=delay)
+                self.server.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    def _subscribe(self) -> Any:
+        """A PubSub on a connection of its own, subscribed: Redis has confirmed it before this returns.
+
+        Its client never reconnects by itself: redis-py would otherwise reconnect and subscribe again while
+        raising the error, and a message published to that connection would be lost when it is replaced.
+        """
+        pubsub = self._client(socket_timeout=None, reconnect=False).pubsub()
+        try:
+            pubsub.subscribe(self.channel)
+            reply = pubsub.get_message(timeout=self.timeout)
+            if not reply or reply.get("type") != "subscribe":
+                raise TimeoutError(f"Redis did not confirm the subscription within {self.timeout}s")
+        except BaseException:
+            pubsub.close()
+            raise
+        logger.info("queue_listening", queue=self.where, channel=self.channel)
+        return pubsub
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()
+            except Exception:  # the connection is already gone
+                pass
+
+    # Helpers
+
+    def _client(self, socket_timeout: float | None, reconnect: bool = True) -> Any:
+        """A Redis client that fails within ``timeout`` and leaves retrying to this class."""
+        redis = _import_redis()
+        no_backoff = redis.backoff.NoBackoff()
+        # With no retries, redis-py still runs its failure handler once (it drops or reconnects the connection);
+        # with no supported errors at all, it does not even do that.
+        retry = redis.retry.Retry(no_backoff, 0) if reconnect else redis.retry.Retry(no_backoff, 0, supported_errors=())
+        return redis.Redis.from_url(
+            self.redis_url,
+            socket_connect_timeout=self.timeout,
+            socket_timeout=socket_timeout,
+            socket_keepalive=True,
+            retry=retry,
+        )
+
+    def _is_timeout(self, exc: Exception) -> bool:
+        return isinstance(exc, (TimeoutError, _import_redis().exceptions.TimeoutError))
+
+
+def queue_options(message_queue: str | None, channel: str, timeout: float, socketio_options: dict[str, Any]) -> dict[str, Any]:
+    """The ``SocketIO`` keyword arguments that set up the message queue, besides ``message_queue`` itself.
+
+    A Redis URL gets a :class:`DashboardRedisManager` as ``client_manager``; another queue (Kombu, Kafka, ZeroMQ)
+    is built by Flask-SocketIO on ``channel``. An app's own ``client_manager`` is left alone.
+    """
+    if message_queue is None or "client_manager" in socketio_options:
+        return {}
+    if is_redis_url(message_queue):
+        return {"client_manager": DashboardRedisManager(message_queue, channel=channel, timeout=timeout)}
+    return {"channel": channel}
+
+
+def adopt(flask_socketio: Any, timeout: float) -> None:
+    """Give an app's own, already set-up ``SocketIO`` a :class:`DashboardRedisManager` in place of the plain
+    ``RedisManager`` that Flask-SocketIO built from its ``message_queue``, so its emits report outages too.
+
+    Done only before the server has accepted a connection (the manager holds no socket yet) and only for a
+    manager exactly as Flask-SocketIO builds it; any other manager is left as it is.
+    """
+    server = flask_socketio.server
+    old = server.manager
+    if type(old) is not socketio.RedisManager or old.redis_options or server.manager_initialized:
+        return
+    new = DashboardRedisManager(old.redis_url, channel=old.channel, write_only=old.write_only, timeout=timeout,
+                                logger=old.logger)
+    new.set_server(server)
+    server.manager = new
+    flask_socketio.server_options["client_manager"] = new
+
+
+def _socket_monkey_patched(async_mode: str) -> bool:
+    if async_mode == "eventlet":
+        from eventlet.patcher import is_monkey_patched
+
+        return bool(is_monkey_patched("socket"))
+    if "gevent" in async_mode:
+        from gevent.monkey import is_module_patched
+
+        return bool(is_module_patched("socket"))
+    return True
+
+
+def _import_redis() -> ModuleType:
+    """redis-py, an optional dependency (the ``redis`` extra), imported when a Redis queue is first used."""
+    try:
+        import redis
+        import redis.backoff
+        import redis.retry
+    except ImportError:
+        raise RuntimeError('a redis:// message queue needs the redis package: pip install "flask-dashboard-ws[redis]"') from None
+    return redis
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

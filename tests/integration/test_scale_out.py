@@ -1,0 +1,406 @@
+"""Several server processes sharing delivery through Redis, emitters that serve no sockets, and Redis outages.
+
+Every test has its own Redis channel (pub/sub channels are not per database; no test writes a key): the
+scale-out test uses the machine's Redis, the outage tests a private ``redis-server`` on a port of their own
+that they stop, restart on the same port and freeze. To show that a socket did *not* receive something, a
+later event is sent to it and must be the next one it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.live_server import (
+    DISCONNECTED,
+    EVENT_TIMEOUT,
+    REPO_ROOT,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    DashboardSocket,
+    LiveServer,
+    new_user,
+)
+from tests.nginx_conf import (
+    NGINX_CONF,
+    NOT_INSTALLED,
+    globals_for,
+    nginx_binary,
+    with_upstreams,
+)
+from tests.redis_server import (
+    NO_SHARED_REDIS,
+    SHARED_REDIS_URL,
+    PrivateRedis,
+    free_port,
+    private_channel,
+    shared_redis_answers,
+)
+
+pytestmark = pytest.mark.live
+
+PROCESS_TIMEOUT = 60.0  # a worker or CLI process: Python start-up and imports on a busy 2-core machine
+NEW_MOC = {"title": "Harbour crane", "theme": "City", "build_status": "ADDED", "cover_image_url": None}
+THEMES = [{"theme": "City", "moc_count": 4, "set_count": 9}]
+SUMMARY = {
+    "totalMocs": 1,
+    "totalWishlistItems": 0,
+    "mocsByBuildStatus": {"ADDED": 1, "IN_PROGRESS": 0, "BUILT": 0},
+    "mocsByCoverageStatus": {"FULL_INVENTORY": 0, "PARTIAL_ORDERED": 0, "NONE": 1},
+}
+PARTIAL_PARTS = [
+    {"id": "7d2b8c1e-5f6a-4b3c-9d8e-0a1b2c3d4e5f", "title": "Tower", "theme": "Castle", "build_status": "BUILT",
+     "coverage_percentage": 100, "last_updated_at": "2024-05-01T10:00:00Z"}
+]
+
+
+def queue_config(url: str, channel: str, **extra: Any) -> dict[str, Any]:
+    return {"DASHBOARD_WS_MESSAGE_QUEUE": url, "DASHBOARD_WS_CHANNEL": channel, **extra}
+
+
+@pytest.fixture
+def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
+    """``start_servers(config, count)``: that many server processes of the async mode under test, each on
+    its own port, stopped when the test ends; then no token the test made may be in their logs."""
+    started: list[LiveServer] = []
+
+    def start(config: dict[str, Any], count: int = 2) -> list[LiveServer]:
+        servers = []
+        for _ in range(count):
+            server = LiveServer(async_mode, config, tmp_path / f"server-{len(started) + 1}.log")
+            server.start()
+            started.append(server)
+            servers.append(server)
+        return servers
+
+    yield start
+    for server in started:
+        server.stop()
+    leaks = {str(server.log_path): server.leaked_tokens() for server in started if server.leaked_tokens()}
+    assert not leaks, f"tokens found in server logs: {leaks}"
+
+
+@pytest.fixture
+def shared_redis() -> str:
+    if not shared_redis_answers():
+        pytest.fail(NO_SHARED_REDIS)
+    return SHARED_REDIS_URL
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    try:
+        redis = PrivateRedis(tmp_path)
+    except FileNotFoundError:
+        pytest.skip("redis-server is not installed: the outage tests start a Redis of their own")
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def subprocess_env(config: dict[str, Any]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "DASHBOARD_WS_TEST_ASYNC_MODE"}
+    return {**env, "DASHBOARD_WS_TEST_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+
+
+def run_worker(config: dict[str, Any], user: str, count: int) -> subprocess.CompletedProcess[str]:
+    """``tests/worker.py``: a process with no server and no async mode emits ``count`` events to ``user``."""
+    command = [sys.executable, "-m", "tests.worker", "--config", json.dumps(config), "--user", user, "--count", str(count)]
+    return subprocess.run(command, check=False, cwd=REPO_ROOT, env=subprocess_env({}), capture_output=True, text=True,
+                          timeout=PROCESS_TIMEOUT, stdin=subprocess.DEVNULL)
+
+
+def worker_report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The worker's JSON report: the last line of its output (structlog's default prints there too)."""
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_cli(config: dict[str, Any], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``flask dashboard-ws emit ARGS`` against the test app with ``config``, as an operator would run it."""
+    command = [sys.executable, "-m", "flask", "--app", "tests.server_app:app_from_env", "dashboard-ws", "emit", *args]
+    return subprocess.run(command, check=False, cwd=REPO_ROOT, env=subprocess_env(config), capture_output=True, text=True,
+                          timeout=PROCESS_TIMEOUT, input=stdin if stdin is not None else "")
+
+
+def cli_event_id(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def receive_ids(sockets: list[DashboardSocket], event_ids: list[str], name: str | None = None) -> None:
+    """Each socket's next events are exactly these, in this order."""
+    for sock in sockets:
+        received = [sock.next_event() for _ in event_ids]
+        assert [data["eventId"] if isinstance(data, dict) else data for _, data in received] == event_ids, received
+        if name is not None:
+            assert {event for event, _ in received} == {name}
+
+
+# Scale out
+
+
+def test_an_event_from_any_process_reaches_each_socket_of_its_user_once_and_in_order(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    config = queue_config(shared_redis, private_channel())
+    server1, server2 = start_servers(config, 2)
+    alice, bob = new_user(), new_user()
+    alice_token, bob_token = server1.token(alice), server1.token(bob)
+    alice_sockets = [server1.connect(auth=alice_token), server2.connect(auth=alice_token)]
+    bob_socket = server1.connect(auth=bob_token)
+
+    # Server 1, inside requests, deferred until each request has succeeded.
+    ids = [server1.emitted("POST", "/api/mocs", alice_token, NEW_MOC, status=201)["eventId"] for _ in range(3)]
+    receive_ids(alice_sockets, ids, "dashboard:recentMocAdded")
+
+    # Server 2.
+    ids = [server2.emitted("PUT", "/api/dashboard/theme-breakdown", alice_token, THEMES)["eventId"] for _ in range(3)]
+    receive_ids(alice_sockets, ids, "dashboard:themeBreakdownUpdated")
+
+    # A process that serves no sockets and set no async mode: eventlet, not monkey patched.
+    result = run_worker(config, alice, count=5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = worker_report(result)
+    assert (report["async_mode"], report["socket_monkey_patched"]) == ("eventlet", False)
+    receive_ids(alice_sockets, report["event_ids"], "dashboard:error")
+
+    # The CLI, with the payload as an argument, from stdin and from a file.
+    payload_file = server1.log_path.parent / "summary.json"
+    payload_file.write_text(json.dumps(SUMMARY))
+    ids = [
+        cli_event_id(run_cli(config, "--user", alice, "--type", "dashboard:summaryUpdated", "--payload", json.dumps(SUMMARY))),
+        cli_event_id(run_cli(config, "--user", alice, "--type", "dashboard:summaryUpdated", "--payload", "-",
+                             stdin=json.dumps(SUMMARY))),
+        cli_event_id(run_cli(config, "--user", alice, "--type", "dashboard:summaryUpdated", "--payload", f"@{payload_file}")),
+    ]
+    receive_ids(alice_sockets, ids, "dashboard:summaryUpdated")
+
+    # Bob got none of Alice's events: the first event his socket receives is his own, sent after all of them
+    # through the queue (from server 2 to his socket on server 1).
+    bob_event = server2.emitted("POST", "/api/dashboard/errors", bob_token, {"code": "BOB", "message": "yours"})
+    receive_ids([bob_socket], [bob_event["eventId"]])
+    # And Alice's sockets got nothing twice: the next event each receives is a new one.
+    last = server1.emitted("POST", "/api/dashboard/errors", alice_token, {"code": "END", "message": "the end"})
+    receive_ids(alice_sockets, [last["eventId"]])
+    for server in (server1, server2):
+        assert "event_dropped" not in server.log
+
+
+def test_an_apps_own_socketio_with_a_message_queue_shares_delivery(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    channel = private_channel()
+    # TEST_OWN_SOCKETIO makes tests/server_app.py build SocketIO(app, message_queue=..., channel=...) itself.
+    own = {"TEST_OWN_SOCKETIO": {"message_queue": shared_redis, "channel": channel}}
+    (server,) = start_servers(own, 1)
+    (other,) = start_servers(queue_config(shared_redis, channel), 1)
+    user = new_user()
+    token = server.token(user)
+    sockets = [server.connect(auth=token), other.connect(auth=token)]
+    receive_ids(sockets, [server.emitted("POST", "/api/dashboard/errors", token, {"code": "A", "message": "a"})["eventId"]])
+    receive_ids(sockets, [other.emitted("POST", "/api/dashboard/errors", token, {"code": "B", "message": "b"})["eventId"]])
+
+
+def test_behind_nginx_round_robin_websocket_only_needs_no_sticky_sessions(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str, tmp_path: Path
+) -> None:
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip(NOT_INSTALLED)
+    websocket_only = {"DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]}}
+    servers = start_servers(queue_config(shared_redis, private_channel(), **websocket_only), 2)
+    port = free_port()
+    prefix = tmp_path / "nginx"
+    for name in ("logs", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / name).mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    upstreams = [server.url.removeprefix("http://") for server in servers]
+    conf.write_text(with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix))
+    proxy = subprocess.Popen(
+        [nginx, "-p", f"{prefix}/", "-e", str(prefix / "error.log"), "-c", str(conf), "-g", f"daemon off; {globals_for(prefix)}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not answers_http(url + "/api/health"):
+            assert proxy.poll() is None, proxy.stderr.read() if proxy.stderr else "nginx exited"
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)  # polling for the condition, bounded by the deadline
+
+        user = new_user()
+        token = servers[0].token(user)
+        marks = [server.log_mark() for server in servers]
+        sockets: list[DashboardSocket] = []
+        # nginx's round robin alternates per worker process, so among 10 connections both processes get some.
+        for _ in range(10):
+            sock = DashboardSocket()
+            sock.connect(url, headers={}, auth={"token": token})
+            assert sock.client.connected, (sock.error, sock.connect_error)
+            sockets.append(sock)
+        def connections_per_server() -> list[int]:
+            return [sum(f"user_id={user}" in line for line in server.log.splitlines()[mark:] if " connected " in line)
+                    for server, mark in zip(servers, marks)]
+
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while sum(connections_per_server()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the servers' log lines are read by another thread: wait for all ten, bounded
+        assert all(connections_per_server()) and sum(connections_per_server()) == 10, connections_per_server()
+
+        # An event emitted through nginx (to whichever process) reaches all ten sockets, once each.
+        response = requests.post(url + "/api/dashboard/errors", json={"code": "NGINX", "message": "hello"},
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=15)
+        assert response.status_code == 200, response.text
+        receive_ids(sockets, [response.json()["event"]["eventId"]])
+        # Long-polling is refused outright, rather than half-working across processes.
+        assert requests.get(url + "/socket.io/?EIO=4&transport=polling", timeout=15).status_code == 400
+        for sock in sockets:
+            sock.client.disconnect()
+    finally:
+        proxy.terminate()
+        try:
+            proxy.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait(timeout=STOP_TIMEOUT)
+        if proxy.stderr:
+            proxy.stderr.close()
+
+
+def answers_http(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# Outages
+
+
+def test_a_redis_outage_is_reported_in_bounded_time_and_delivery_resumes_after_it(
+    start_servers: Callable[..., list[LiveServer]], private_redis: PrivateRedis
+) -> None:
+    timeout = 2.0
+    config = queue_config(private_redis.url, private_channel(), DASHBOARD_WS_QUEUE_TIMEOUT=timeout)
+    server1, server2 = start_servers(config, 2)
+    user = new_user()
+    token = server1.token(user)
+    sock1, sock2 = server1.connect(auth=token), server2.connect(auth=token)
+    receive_ids([sock1, sock2], [server2.emitted("POST", "/api/dashboard/errors", token, {"code": "UP", "message": "up"})["eventId"]])
+
+    marks = [server.log_mark() for server in (server1, server2)]
+    private_redis.stop()
+    for server, mark in zip((server1, server2), marks):
+        server.wait_for_log(r"queue_listen_failed", since=mark)
+
+    # An emit at once: the view gets QueueUnavailable (the app answers 503) within the bound, and it is logged.
+    started = time.monotonic()
+    response = server2.request("POST", "/api/imports", token, PARTIAL_PARTS)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "QueueUnavailable"
+    assert elapsed < 2 * timeout, elapsed
+    import_id = response.json()["event"]["eventId"]
+    server2.wait_for_log(rf"event_dropped .*event_id={import_id} .*reason=queue_unavailable")
+    # (It reached the sockets of the emitting process itself, as documented.)
+    receive_ids([sock2], [import_id])
+
+    # A deferred emit: the view has returned (201), so the loss is logged.
+    started = time.monotonic()
+    response = server1.request("POST", "/api/mocs", token, NEW_MOC)
+    assert response.status_code == 201, response.text
+    assert time.monotonic() - started < 2 * timeout
+    moc_id = response.json()["event"]["eventId"]
+    server1.wait_for_log(rf"event_dropped .*event_id={moc_id} .*reason=queue_unavailable")
+    receive_ids([sock1], [moc_id])
+
+    # A process that serves no sockets is told (exit 1 here), and so is the CLI (exit 1, with the reason).
+    result = run_worker(config, user, count=1)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "did not take the event" in worker_report(result)["error"]
+    result = run_cli(config, "--user", user, "--type", "dashboard:error", "--payload", '{"code": "C", "message": "m"}')
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "did not take the event" in result.stderr and private_redis.url in result.stderr
+
+    # The servers keep their sockets and keep serving: HTTP, and a new socket.
+    assert server1.request("GET", "/api/health", token).status_code == 200
+    sock3 = server1.connect(auth=token)
+
+    marks = [server.log_mark() for server in (server1, server2)]
+    private_redis.start()  # the same port
+    for server, mark in zip((server1, server2), marks):
+        server.wait_for_log(r"queue_listening", since=mark)
+
+    # Delivery resumes without a restart, from either server and from a worker; and none of the events lost
+    # during the outage turns up: the next event of each socket is the first one sent after it.
+    after = server2.emitted("POST", "/api/dashboard/errors", token, {"code": "BACK", "message": "back"})
+    receive_ids([sock1, sock2, sock3], [after["eventId"]])
+    after = server1.emitted("POST", "/api/dashboard/errors", token, {"code": "BACK", "message": "back"})
+    receive_ids([sock1, sock2, sock3], [after["eventId"]])
+    result = run_worker(config, user, count=2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    receive_ids([sock1, sock2, sock3], worker_report(result)["event_ids"])
+    assert all(sock.client.connected for sock in (sock1, sock2, sock3))
+
+
+def test_a_frozen_redis_fails_an_emit_in_bounded_time_without_stalling_the_server(
+    start_servers: Callable[..., list[LiveServer]], private_redis: PrivateRedis
+) -> None:
+    timeout = 1.5
+    config = queue_config(private_redis.url, private_channel(), DASHBOARD_WS_QUEUE_TIMEOUT=timeout)
+    server1, server2 = start_servers(config, 2)
+    user = new_user()
+    token = server1.token(user)
+    sock1, sock2 = server1.connect(auth=token), server2.connect(auth=token)
+    receive_ids([sock1, sock2], [server1.emitted("POST", "/api/dashboard/errors", token, {"code": "UP", "message": "up"})["eventId"]])
+
+    private_redis.freeze()  # connections stay open and connects succeed, but Redis answers nothing
+    try:
+        outcome: dict[str, Any] = {}
+
+        def emit_at_once() -> None:
+            started = time.monotonic()
+            outcome["response"] = server1.request("POST", "/api/imports", token, PARTIAL_PARTS)
+            outcome["elapsed"] = time.monotonic() - started
+
+        emitting = threading.Thread(target=emit_at_once)
+        started = time.monotonic()
+        emitting.start()
+        # While that view waits on Redis, the same server answers other requests at once (with eventlet and
+        # gevent too: the Redis client waits on green sockets and does not block the event loop).
+        answered_during_the_wait = []
+        while emitting.is_alive():
+            asked = time.monotonic()
+            assert server1.request("GET", "/api/health", token).status_code == 200
+            answered = time.monotonic()
+            assert answered - asked < timeout / 2, f"a request took {answered - asked:.2f}s while an emit waited"
+            if emitting.is_alive():
+                answered_during_the_wait.append(answered - started)
+        emitting.join()
+    finally:
+        private_redis.thaw()
+
+    assert outcome["response"].status_code == 503, outcome["response"].text
+    assert timeout * 0.9 <= outcome["elapsed"] < 2 * timeout, outcome["elapsed"]
+    assert answered_during_the_wait and max(answered_during_the_wait) > timeout / 2, answered_during_the_wait
+    import_id = outcome["response"].json()["event"]["eventId"]
+    server1.wait_for_log(rf"event_dropped .*event_id={import_id} .*reason=queue_unavailable")
+
+    # Redis may still publish the PUBLISH it had received before it froze (documented): the other server's
+    # socket gets that event at most once, then what is sent next.
+    after = server1.emitted("POST", "/api/dashboard/errors", token, {"code": "THAWED", "message": "thawed"})
+    receive_ids([sock1], [import_id, after["eventId"]])
+    first = sock2.next_event()
+    if first[1]["eventId"] == import_id:
+        first = sock2.next_event()
+    assert first[0] != DISCONNECTED and first[1]["eventId"] == after["eventId"], first

@@ -1,0 +1,117 @@
+"""A small dashboard app wired the way a real one would use flask-dashboard-ws.
+
+``tests/serve.py`` runs it in its own process for the live-server tests; the tests also build it in their
+own process, with the same config, to mint tokens (``create_access_token`` in ``app.app_context()``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_identity, jwt_required
+from flask_socketio import SocketIO
+from marshmallow import ValidationError
+
+from flask_dashboard_ws import DashboardRealtime, QueueUnavailable
+
+# Shared by the server process and the tests. 64 bytes: PyJWT warns about shorter HS512 keys.
+JWT_SECRET = "flask-dashboard-ws live-server tests: not a secret, never use it 0123456789abcdef"
+
+
+def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(JWT_SECRET_KEY=JWT_SECRET, DASHBOARD_WS_ASYNC_MODE=async_mode)
+    app.config.update(config or {})
+
+    jwt = JWTManager(app)
+    revoked_jtis: set[str] = set()
+
+    @jwt.token_in_blocklist_loader
+    def is_revoked(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
+        return jwt_payload["jti"] in revoked_jtis
+
+    # TEST_OWN_SOCKETIO: keyword arguments for a SocketIO(app, ...) that the app builds itself and hands over.
+    own_socketio = app.config.get("TEST_OWN_SOCKETIO")
+    socketio = None if own_socketio is None else SocketIO(app, async_mode=async_mode, **own_socketio)
+    dashboard = DashboardRealtime(app, socketio)
+
+    @app.errorhandler(ValidationError)
+    def invalid_event_payload(error: ValidationError) -> Any:
+        return jsonify(error="ValidationError", messages=error.messages), 400
+
+    @app.errorhandler(QueueUnavailable)
+    def queue_unavailable(error: QueueUnavailable) -> Any:
+        # How an app can tell its caller that an event sent at once did not go through the message queue.
+        return jsonify(error="QueueUnavailable", message=str(error), event=error.envelope), 503
+
+    @app.get("/api/health")
+    def health() -> Any:
+        return jsonify(ok=True)  # touches neither the queue nor a token: shows that the server still serves
+
+    @app.post("/api/logout")
+    @jwt_required()
+    def logout() -> Any:
+        revoked_jtis.add(get_jwt()["jti"])
+        return jsonify(revoked=True)
+
+    @app.post("/api/mocs")
+    @jwt_required()
+    def add_moc() -> Any:
+        # Deferred (the default in a request): sent once this request has succeeded.
+        event = dashboard.emit_recent_moc_added(get_jwt_identity(), _new_moc(request.get_json()))
+        return jsonify(event=event), 201
+
+    @app.post("/api/mocs/failing")
+    @jwt_required()
+    def add_moc_then_fail() -> Any:
+        dashboard.emit_recent_moc_added(get_jwt_identity(), _new_moc(request.get_json()))
+        raise RuntimeError("the write failed after the event was queued")
+
+    @app.post("/api/imports")
+    @jwt_required()
+    def import_parts() -> Any:
+        # Progress is worth showing even if the import fails later, so it is sent at once.
+        event = dashboard.emit_partial_parts_updated(get_jwt_identity(), request.get_json(), defer=False)
+        if request.args.get("fail"):
+            raise RuntimeError("the import failed after its progress was sent")
+        return jsonify(event=event), 202
+
+    @app.put("/api/dashboard/summary")
+    @jwt_required()
+    def update_summary() -> Any:
+        return jsonify(event=dashboard.emit_summary_updated(get_jwt_identity(), request.get_json()))
+
+    @app.put("/api/dashboard/partial-parts")
+    @jwt_required()
+    def update_partial_parts() -> Any:
+        return jsonify(event=dashboard.emit_partial_parts_updated(get_jwt_identity(), request.get_json()))
+
+    @app.put("/api/dashboard/theme-breakdown")
+    @jwt_required()
+    def update_theme_breakdown() -> Any:
+        return jsonify(event=dashboard.emit_theme_breakdown_updated(get_jwt_identity(), request.get_json()))
+
+    @app.post("/api/dashboard/errors")
+    @jwt_required()
+    def report_error() -> Any:
+        body = request.get_json()
+        return jsonify(event=dashboard.emit_error(get_jwt_identity(), body["code"], body["message"]))
+
+    return app
+
+
+def app_from_env() -> Flask:
+    """The app for ``flask --app tests.server_app:app_from_env``: config from ``DASHBOARD_WS_TEST_CONFIG``
+    (JSON), async mode from ``DASHBOARD_WS_TEST_ASYNC_MODE`` (unset: Flask-SocketIO's choice)."""
+    config = json.loads(os.environ.get("DASHBOARD_WS_TEST_CONFIG", "{}"))
+    return create_app(os.environ.get("DASHBOARD_WS_TEST_ASYNC_MODE") or None, config)
+
+
+def _new_moc(fields: dict[str, Any]) -> dict[str, Any]:
+    """What a create view would store: the client's fields plus a server-assigned id and creation time."""
+    return {**fields, "id": uuid.uuid4(), "created_at": datetime.now(timezone.utc)}
