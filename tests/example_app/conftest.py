@@ -39,10 +39,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives the example app's page in Debian's Chromium with Playwright")
-
-
 def requirement(met: bool, why: str) -> None:
     """A missing tool fails the test under CI (``CI`` set) and skips it on a developer's machine."""
     if met:
