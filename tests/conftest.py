@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
@@ -22,6 +23,7 @@ from flask_socketio import SocketIO
 from flask_dashboard_ws import DashboardRealtime
 from flask_dashboard_ws.expiry import ExpiryWatcher
 from flask_dashboard_ws.extension import DashboardState
+from tests.redis_server import NO_SHARED_REDIS, SHARED_REDIS_URL, PrivateRedis, shared_redis_answers
 
 NS = "/dashboard"
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
@@ -123,3 +125,23 @@ def mint() -> Callable[..., str]:
         return pyjwt.encode(raw_claims(**overrides), key, algorithm=algorithm, headers=headers)
 
     return factory
+
+
+# --- Redis: the machine's shared server, and private ones a test may stop and restart --------------------
+
+@pytest.fixture
+def shared_redis() -> str:
+    if not shared_redis_answers():
+        pytest.fail(NO_SHARED_REDIS)
+    return SHARED_REDIS_URL
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    try:
+        server = PrivateRedis(tmp_path)
+    except FileNotFoundError:
+        pytest.skip("redis-server is not installed: the outage tests start a Redis of their own")
+    server.start()
+    yield server
+    server.stop()

@@ -28,12 +28,9 @@ from flask_dashboard_ws import ConfigError, DashboardRealtime, QueueUnavailable
 from flask_dashboard_ws.config import load_settings
 from flask_dashboard_ws.queue import LISTEN_RETRY_MAX, DashboardRedisManager, redacted
 from tests.redis_server import (
-    NO_SHARED_REDIS,
-    SHARED_REDIS_URL,
     PrivateRedis,
     free_port,
     private_channel,
-    shared_redis_answers,
 )
 
 SECRET = "queue-test-secret-that-is-long-enough-for-hs256-0123456789abcdef"
@@ -65,22 +62,6 @@ def close_connections(manager: DashboardRedisManager) -> None:
         manager._publisher.close()
 
 
-@pytest.fixture
-def shared_redis() -> str:
-    if not shared_redis_answers():
-        pytest.fail(NO_SHARED_REDIS)
-    return SHARED_REDIS_URL
-
-
-@pytest.fixture
-def private_redis(tmp_path) -> Iterator[PrivateRedis]:
-    try:
-        server = PrivateRedis(tmp_path)
-    except FileNotFoundError:
-        pytest.skip("redis-server is not installed")
-    server.start()
-    yield server
-    server.stop()
 
 
 @contextmanager

@@ -39,12 +39,9 @@ from tests.nginx_conf import (
     with_upstreams,
 )
 from tests.redis_server import (
-    NO_SHARED_REDIS,
-    SHARED_REDIS_URL,
     PrivateRedis,
     free_port,
     private_channel,
-    shared_redis_answers,
 )
 
 pytestmark = pytest.mark.live
@@ -90,22 +87,6 @@ def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., lis
     assert not leaks, f"tokens found in server logs: {leaks}"
 
 
-@pytest.fixture
-def shared_redis() -> str:
-    if not shared_redis_answers():
-        pytest.fail(NO_SHARED_REDIS)
-    return SHARED_REDIS_URL
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    try:
-        redis = PrivateRedis(tmp_path)
-    except FileNotFoundError:
-        pytest.skip("redis-server is not installed: the outage tests start a Redis of their own")
-    redis.start()
-    yield redis
-    redis.stop()
 
 
 def subprocess_env(config: dict[str, Any]) -> dict[str, str]:
