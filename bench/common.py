@@ -1,0 +1,98 @@
+"""What every benchmark server and the harness share: the JWT secret, the event, tokens, limits, GC probe.
+
+Import nothing heavy here: the eventlet/gevent servers import this module before they monkey patch.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+import uuid
+from typing import Any
+
+# HS256, as flask-jwt-extended's default. 64 bytes: PyJWT warns about shorter keys for HS512.
+JWT_SECRET = "flask-dashboard-ws benchmarks: not a secret, never use it in production 0123456789"
+JWT_ALGORITHM = "HS256"
+NAMESPACE = "/dashboard"
+EVENT = "dashboard:recentMocAdded"  # every benchmark emit is this event (UUID, URL and datetime validation)
+TITLE_PREFIX = "bench:"  # payload.title = "bench:<epoch ms of the emit's scheduled send time>"
+USER_PREFIX = "u"  # user i is "u<i>", the JWT's sub; its room is "user:u<i>"
+
+# Limits every server under test gets (see BENCHMARKS.md): eventlet's WSGI server accepts 1,024 simultaneous
+# connections by default and Flask-SocketIO's run() listens with a backlog of 50.
+LISTEN_BACKLOG = 1024
+EVENTLET_MAX_SIZE = 100_000
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft file-descriptor limit to the hard one (root cannot raise the hard one here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def mint_tokens(n_users: int, lifetime_s: int = 4 * 3600) -> list[str]:
+    """Real access tokens for users u0..u<n-1>, with the claims flask-jwt-extended's create_access_token sets."""
+    import jwt
+
+    now = int(time.time())
+    tokens = []
+    for i in range(n_users):
+        claims = {
+            "fresh": False,
+            "iat": now,
+            "jti": str(uuid.uuid4()),
+            "type": "access",
+            "sub": f"{USER_PREFIX}{i}",
+            "nbf": now,
+            "exp": now + lifetime_s,
+        }
+        tokens.append(jwt.encode(claims, JWT_SECRET, algorithm=JWT_ALGORITHM))
+    return tokens
+
+
+class GcProbe:
+    """Times every garbage collection of this process (gc.callbacks), for the ``/bench/stats`` endpoint."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self.reset()
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.collections = [0, 0, 0]
+        self.pause_total_ms = 0.0
+        self.pause_max_ms = [0.0, 0.0, 0.0]
+        self.pauses_over_20ms = 0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        pause = (time.perf_counter() - self._start) * 1000.0
+        generation = info.get("generation", 0)
+        self.collections[generation] += 1
+        self.pause_total_ms += pause
+        self.pause_max_ms[generation] = max(self.pause_max_ms[generation], pause)
+        if pause > 20.0:
+            self.pauses_over_20ms += 1
+
+    def snapshot(self, reset: bool = False) -> dict[str, Any]:
+        data = {
+            "collections": list(self.collections),
+            "pause_total_ms": round(self.pause_total_ms, 3),
+            "pause_max_ms": [round(p, 3) for p in self.pause_max_ms],
+            "pauses_over_20ms": self.pauses_over_20ms,
+            "gc_counts": list(gc.get_count()),
+            "gc_threshold": list(gc.get_threshold()),
+        }
+        if reset:
+            self.reset()
+        return data
+
+
+def announce(port: int) -> None:
+    """The harness waits for this line on the server's standard output."""
+    print(f"PORT {port}", flush=True)
