@@ -51,3 +51,10 @@ def test_quick_start_delivers_the_event_to_the_users_socket() -> None:
 def test_config_table_lists_every_key_with_its_default() -> None:
     rows = re.findall(r"^\| `(DASHBOARD_WS_\w+)` \| `([^`]*)` \|", README, flags=re.M)
     assert {key: default for key, default in rows} == {key: repr(value).replace("'", '"') for key, value in DEFAULTS.items()}
+
+
+def test_every_python_example_compiles() -> None:
+    blocks = code_blocks("python")
+    assert len(blocks) > 1
+    for number, block in enumerate(blocks):
+        compile(block, f"README.md python block {number}", "exec")
