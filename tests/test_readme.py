@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from flask_jwt_extended import create_access_token
@@ -57,4 +58,4 @@ def test_every_python_example_compiles() -> None:
     blocks = code_blocks("python")
     assert len(blocks) > 1
     for number, block in enumerate(blocks):
-        compile(block, f"README.md python block {number}", "exec")
+        compile(textwrap.dedent(block), f"README.md python block {number}", "exec")  # some sit in a list item
