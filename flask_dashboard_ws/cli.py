@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from socketio.pubsub_manager import PubSubManager
 
 from . import emitter
-from .events import EventType, UnknownEventType, event_type, wire_payload
+from .events import EventType, UnknownEventType, event_type
 from .queue import QueueUnavailable
 from .rooms import user_id_of
 
@@ -55,7 +55,7 @@ def emit_command(user_id: str, type_name: str, payload: str) -> None:
     except UnknownEventType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     try:
-        wire_payload(kind, data)
+        outgoing = emitter.prepare(kind, user_id, data)
     except ValidationError as exc:
         raise click.BadParameter(f"invalid {kind.value} payload: {json.dumps(exc.messages)}", param_hint="'--payload'") from None
     if not isinstance(state.socketio.server.manager, PubSubManager):
@@ -64,10 +64,10 @@ def emit_command(user_id: str, type_name: str, payload: str) -> None:
             "so the event would reach no one"
         )
     try:
-        envelope = emitter.emit(state, kind, user_id, data, defer=False)
+        emitter.send_now(state, outgoing)
     except QueueUnavailable as exc:
         raise click.ClickException(str(exc)) from None  # exit status 1
-    click.echo(envelope["eventId"])
+    click.echo(outgoing.envelope["eventId"])
 
 
 def _read_payload(value: str) -> Any:

@@ -38,22 +38,31 @@ class Outgoing:
     envelope: dict[str, Any]
 
 
-def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: Any, defer: bool | None) -> dict[str, Any]:
-    """Validate and envelope ``payload``, then send it now or queue it for the end of the request."""
+def prepare(kind: EventType | str, user_id: Any, payload: Any) -> Outgoing:
+    """Check the type, the user id and the payload, and envelope it; raises before anything is sent."""
     kind = event_type(kind)
     room = user_room(user_id)
-    envelope = make_envelope(kind, wire_payload(kind, payload))
-    outgoing = Outgoing(room=room, user_id=user_id, envelope=envelope)
+    return Outgoing(room=room, user_id=user_id, envelope=make_envelope(kind, wire_payload(kind, payload)))
+
+
+def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: Any, defer: bool | None) -> dict[str, Any]:
+    """Validate and envelope ``payload``, then send it now or queue it for the end of the request."""
+    outgoing = prepare(kind, user_id, payload)
     if (state.settings.defer_in_request if defer is None else defer) and has_request_context():
         g.setdefault(_PENDING, []).append(outgoing)
     else:
-        try:
-            send(state, outgoing, deferred=False)
-        except QueueUnavailable as exc:
-            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=str(exc))
-            exc.envelope = envelope
-            raise
-    return envelope
+        send_now(state, outgoing)
+    return outgoing.envelope
+
+
+def send_now(state: DashboardState, outgoing: Outgoing) -> None:
+    """Send at once; a queue outage is logged and raised to the caller with the event's envelope."""
+    try:
+        send(state, outgoing, deferred=False)
+    except QueueUnavailable as exc:
+        _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=str(exc))
+        exc.envelope = outgoing.envelope
+        raise
 
 
 def send(state: DashboardState, outgoing: Outgoing, deferred: bool) -> None:

@@ -12,8 +12,7 @@ from . import emitter, queue
 from .auth import Identity
 from .cli import dashboard_ws_cli
 from .config import ConfigError, Settings, load_settings
-from .envelope import make_envelope
-from .events import EventType, wire_payload
+from .events import EventType
 from .expiry import ExpiryWatcher
 from .log import logger
 from .namespace import DashboardNamespace
@@ -47,11 +46,11 @@ class DashboardState:
         identity = self.connections.get(sid)
         if identity is None or identity.expires_at != expires_at:
             return
-        kind = EventType.ERROR
-        envelope = make_envelope(kind, wire_payload(kind, {"code": "TOKEN_EXPIRED", "message": TOKEN_EXPIRED_MESSAGE}))
+        payload = {"code": "TOKEN_EXPIRED", "message": TOKEN_EXPIRED_MESSAGE}
+        envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload).envelope
         namespace = self.settings.namespace
         # Straight to this process's socket: through a message queue the disconnect could overtake it.
-        self.socketio.server.emit(kind.value, envelope, to=sid, namespace=namespace, ignore_queue=True)
+        self.socketio.server.emit(envelope["type"], envelope, to=sid, namespace=namespace, ignore_queue=True)
         logger.info("token_expired", sid=sid, user_id=identity.user_id, event_id=envelope["eventId"])
         self.socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
