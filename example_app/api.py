@@ -25,7 +25,7 @@ _view_schema = DashboardViewSchema()
 @jwt_required()
 def get_dashboard() -> dict[str, Any]:
     """The whole view, validated by the same schemas as the events so both always agree."""
-    return _view_schema.dump(_view_schema.load(dashboard.view(current_user.id)))
+    return _view_schema.load(dashboard.view(current_user.id))
 
 
 @bp.get("/themes")

@@ -57,4 +57,4 @@ def wire_payload(kind: EventType, payload: Any) -> Any:
     schema = PAYLOAD_SCHEMAS[kind]
     if schema.many and not isinstance(payload, (list, tuple)):
         raise ValidationError({"_schema": [f"{kind.value} takes a list, got {type(payload).__name__}"]})
-    return schema.dump(schema.load(payload))
+    return schema.load(payload)

@@ -1,8 +1,10 @@
 """Marshmallow schemas for the event payloads and the envelope (wire format: camelCase).
 
 Payload schemas load what an app naturally has at hand (the wire mapping, a snake_case mapping, or an
-object such as a model instance with ``datetime`` and enum values) and dump the wire form, so the browser
-always sees the same shapes whatever the app passed in.
+object such as a model instance with ``datetime`` and enum values) straight into the wire form: camelCase
+keys, UUIDs as canonical strings, times as ``Date.toISOString()`` strings. One ``load`` is the whole
+validation and conversion of an emit, with no ``dump`` pass after it; ``dump`` of a wire mapping returns it
+unchanged, for apps that serve the same shapes over REST.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ def to_iso_z(value: datetime) -> str:
     """Format ``value`` exactly like ``Date.toISOString()``; naive datetimes are taken as UTC."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    elif value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    # isoformat() of the naive UTC time is several times faster than strftime() and zero-pads the year as JS.
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 class Count(fields.Integer):
@@ -57,15 +61,27 @@ def _not_protocol_relative(value: str | None) -> None:
 
 
 class IsoDateTime(fields.DateTime):
-    """An ISO 8601 string or a ``datetime`` in; the ``Date.toISOString()`` form out."""
+    """An ISO 8601 string or a ``datetime`` in; the ``Date.toISOString()`` form out, on load and on dump."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        return super()._deserialize(value, attr, data, **kwargs)
+    # Loads into the wire string, not a datetime: that is what makes one load the whole conversion.
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
+        if not isinstance(value, datetime):
+            value = super()._deserialize(value, attr, data, **kwargs)
+        return to_iso_z(value)
 
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else to_iso_z(value)
+    def _serialize(self, value: datetime | str | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return value if value is None or isinstance(value, str) else to_iso_z(value)
+
+
+class UuidString(fields.UUID):
+    """A UUID (object or string) in; its canonical lowercase string out."""
+
+    def _deserialize(  # type: ignore[override]  # the wire string, as IsoDateTime
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
+        return str(super()._deserialize(value, attr, data, **kwargs))
 
 
 class Status(fields.String):
@@ -83,6 +99,15 @@ class Status(fields.String):
 class WireSchema(Schema):
     """Base for payload schemas: accepts camelCase or snake_case keys, or an object's attributes."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._snake_to_wire = {name: f.data_key for name, f in self.fields.items() if f.data_key not in (None, name)}
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        """Load under the wire key (``attribute = data_key``), so ``load`` alone yields the wire form."""
+        if field_obj.data_key:
+            field_obj.attribute = field_obj.data_key
+
     @pre_load
     def _to_wire_keys(self, data: Any, **kwargs: Any) -> Any:
         if isinstance(data, Mapping):
@@ -93,9 +118,8 @@ class WireSchema(Schema):
 
     def _rename_snake_keys(self, data: Mapping[str, Any]) -> dict[str, Any]:
         wire = dict(data)
-        for name, field in self.fields.items():
-            key = field.data_key
-            if key and key != name and name in data:
+        for name, key in self._snake_to_wire.items():
+            if name in data:
                 if key in data:
                     raise ValidationError(f"given twice, as {key!r} and {name!r}", key)
                 wire[key] = wire.pop(name)
@@ -134,7 +158,7 @@ class DashboardSummarySchema(WireSchema):
 class MocBaseSchema(WireSchema):
     """The fields that a recent MOC and a partial-parts MOC share."""
 
-    id = fields.UUID(required=True)
+    id = UuidString(required=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     theme = fields.String(required=True)
     build_status = Status(BUILD_STATUSES, data_key="buildStatus")

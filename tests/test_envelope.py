@@ -37,6 +37,13 @@ def test_the_type_is_the_event_name(kind):
     assert make_envelope(kind, [])["type"] == kind.value
 
 
+@pytest.mark.parametrize("kind", list(EventType))
+def test_made_envelopes_pass_the_envelope_schema(kind):
+    """make_envelope() does not re-validate what it builds; this holds it to the schema instead."""
+    for _ in range(200):
+        assert EnvelopeSchema().validate(make_envelope(kind, [])) == {}
+
+
 def test_envelope_schema_accepts_a_valid_envelope():
     assert EnvelopeSchema().validate(VALID) == {}
 
