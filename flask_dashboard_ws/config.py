@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_ASYNC_MODE": None,
     "DASHBOARD_WS_DEFER_IN_REQUEST": True,
     "DASHBOARD_WS_SOCKETIO_OPTIONS": {},
+    "DASHBOARD_WS_GC_FREEZE_INTERVAL": None,
+    "DASHBOARD_WS_GC_RECLAIM_INTERVAL": 3600.0,
 }
 
 _URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -50,6 +52,8 @@ class Settings:
     socketio_options: dict[str, Any]
     channel: str = DEFAULTS["DASHBOARD_WS_CHANNEL"]
     queue_timeout: float = DEFAULTS["DASHBOARD_WS_QUEUE_TIMEOUT"]
+    gc_freeze_interval: float | None = DEFAULTS["DASHBOARD_WS_GC_FREEZE_INTERVAL"]
+    gc_reclaim_interval: float = DEFAULTS["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]
 
     def socketio_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the ``SocketIO`` that the extension creates."""
@@ -75,7 +79,8 @@ def load_settings(app: Flask) -> Settings:
         defer_in_request=_boolean("DASHBOARD_WS_DEFER_IN_REQUEST", config["DASHBOARD_WS_DEFER_IN_REQUEST"]),
         socketio_options=_socketio_options(config["DASHBOARD_WS_SOCKETIO_OPTIONS"]),
         channel=_channel(config["DASHBOARD_WS_CHANNEL"]),
-        queue_timeout=_queue_timeout(config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
+        queue_timeout=_seconds("DASHBOARD_WS_QUEUE_TIMEOUT", config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
+        **_gc_intervals(config["DASHBOARD_WS_GC_FREEZE_INTERVAL"], config["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]),
     )
 
 
@@ -116,11 +121,21 @@ def _channel(value: Any) -> str:
     return value
 
 
-def _queue_timeout(value: Any) -> float:
-    key = "DASHBOARD_WS_QUEUE_TIMEOUT"
+def _seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{key} must be a number of seconds greater than 0, got {value!r}")
     return float(value)
+
+
+def _gc_intervals(freeze: Any, reclaim: Any) -> dict[str, Any]:
+    freeze = None if freeze is None else _seconds("DASHBOARD_WS_GC_FREEZE_INTERVAL", freeze)
+    reclaim = _seconds("DASHBOARD_WS_GC_RECLAIM_INTERVAL", reclaim)
+    if freeze is not None and reclaim < freeze:
+        raise ConfigError(
+            f"DASHBOARD_WS_GC_RECLAIM_INTERVAL ({reclaim:g} s) must not be shorter than "
+            f"DASHBOARD_WS_GC_FREEZE_INTERVAL ({freeze:g} s)"
+        )
+    return {"gc_freeze_interval": freeze, "gc_reclaim_interval": reclaim}
 
 
 def _async_mode(value: Any) -> str | None:

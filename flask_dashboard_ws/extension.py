@@ -11,6 +11,7 @@ from flask_socketio import SocketIO
 from . import emitter, queue
 from .auth import Identity
 from .cli import dashboard_ws_cli
+from .collector import Collector
 from .config import ConfigError, Settings, load_settings
 from .events import EventType
 from .expiry import ExpiryWatcher
@@ -30,9 +31,16 @@ class DashboardState:
     socketio: SocketIO
     connections: dict[str, Identity] = field(default_factory=dict)
     expiry: ExpiryWatcher = field(init=False)
+    collector: Collector = field(init=False)
 
     def __post_init__(self) -> None:
         self.expiry = ExpiryWatcher(self.end_expired, self.socketio.start_background_task, self.socketio.sleep)
+        self.collector = Collector(
+            self.settings.gc_freeze_interval,
+            self.settings.gc_reclaim_interval,
+            self.socketio.start_background_task,
+            self.socketio.sleep,
+        )
 
     def cookie_origins(self) -> list[str]:
         """Origins besides the app's own from which a cookie may authenticate; ``'*'`` allows none."""

@@ -40,6 +40,7 @@ class DashboardNamespace(Namespace):
             self._refuse(log, TOKEN_INVALID, type(exc).__name__, source)
         join_room(user_room(identity.user_id))
         state.connections[sid] = identity
+        state.collector.start()  # once per process, now that start-up is over
         if identity.expires_at is not None:
             state.expiry.watch(sid, identity.expires_at)
         log.info("connected", user_id=identity.user_id)

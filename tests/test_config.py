@@ -97,6 +97,12 @@ def test_valid_cors_origins(value):
         ("DASHBOARD_WS_SOCKETIO_OPTIONS", {"async_mode": "threading"}),
         ("DASHBOARD_WS_SOCKETIO_OPTIONS", {"message_queue": "redis://127.0.0.1:6379/0"}),
         ("DASHBOARD_WS_SOCKETIO_OPTIONS", {"cors_allowed_origins": "*", "ping_interval": 5}),
+        ("DASHBOARD_WS_QUEUE_TIMEOUT", 0),
+        ("DASHBOARD_WS_GC_FREEZE_INTERVAL", 0),
+        ("DASHBOARD_WS_GC_FREEZE_INTERVAL", "10"),
+        ("DASHBOARD_WS_GC_FREEZE_INTERVAL", True),
+        ("DASHBOARD_WS_GC_RECLAIM_INTERVAL", None),
+        ("DASHBOARD_WS_GC_RECLAIM_INTERVAL", float("inf")),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_key(key: str, value: Any):
@@ -104,6 +110,16 @@ def test_invalid_values_raise_config_error_naming_the_key(key: str, value: Any):
     app.config[key] = value
     with pytest.raises(ConfigError, match=key):
         load_settings(app)
+
+
+def test_gc_reclaim_interval_not_shorter_than_the_freeze_interval():
+    app = Flask("gc_intervals")
+    app.config.update(DASHBOARD_WS_GC_FREEZE_INTERVAL=60, DASHBOARD_WS_GC_RECLAIM_INTERVAL=30)
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_GC_RECLAIM_INTERVAL .30 s. must not be shorter"):
+        load_settings(app)
+    app.config["DASHBOARD_WS_GC_RECLAIM_INTERVAL"] = 60
+    settings = load_settings(app)
+    assert (settings.gc_freeze_interval, settings.gc_reclaim_interval) == (60.0, 60.0)
 
 
 def test_owned_socketio_options_are_named(make_app):

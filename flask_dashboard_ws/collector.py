@@ -1,0 +1,76 @@
+"""Short garbage-collection pauses with thousands of sockets (opt-in: ``DASHBOARD_WS_GC_FREEZE_INTERVAL``).
+
+CPython's full collection walks every tracked object, and each socket keeps ~150 of them (eventlet), so
+with 5,000 sockets a full collection stops the whole server for about half a second (measured in
+``BENCHMARKS.md``). With an interval set, one background task per process calls ``gc.freeze()`` that
+often: whatever has survived until then (the app's modules, the open sockets' state) moves to the
+permanent generation, which collections skip. Garbage cycles among frozen objects, such as the state of
+sockets that have disconnected since, are then only found after ``gc.unfreeze()``, so every
+``DASHBOARD_WS_GC_RECLAIM_INTERVAL`` the task unfreezes and collects once: one long pause at a known rhythm
+instead of one whenever the heap has grown by a quarter.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .log import logger
+
+_lock = threading.Lock()
+_started = False  # the collector is one per process, like the garbage collector it tunes
+
+
+class Collector:
+    """Freezes the heap every ``freeze_interval`` seconds and reclaims it every ``reclaim_interval``."""
+
+    def __init__(
+        self,
+        freeze_interval: float | None,
+        reclaim_interval: float,
+        start_task: Callable[[Callable[[], None]], Any],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.freeze_interval = freeze_interval
+        self.reclaim_interval = reclaim_interval
+        self._start_task = start_task
+        self._sleep = sleep
+        self._last_reclaim = time.monotonic()
+
+    def start(self) -> None:
+        """Start the process's task on the first call after start-up (a socket's connect); later calls return."""
+        global _started
+        if self.freeze_interval is None or _started:
+            return
+        with _lock:
+            if _started:
+                return
+            _started = True
+        self._start_task(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self.tick()
+            self._sleep(self.freeze_interval)  # type: ignore[arg-type]
+
+    def tick(self) -> None:
+        """Reclaim if it is due, then freeze what is alive."""
+        if time.monotonic() - self._last_reclaim >= self.reclaim_interval:
+            self.reclaim()
+        gc.freeze()
+
+    def reclaim(self) -> None:
+        started = time.perf_counter()
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        found = gc.collect()
+        self._last_reclaim = time.monotonic()
+        logger.info(
+            "gc_reclaimed",
+            frozen=frozen,
+            unreachable=found,
+            pause_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
