@@ -51,9 +51,11 @@ from common import JWT_SECRET, mint_tokens, raise_nofile_limit  # noqa: E402
 
 PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
-SERVER_KINDS = ("ext", "naive", "asgi", "node")
+SERVER_KINDS = ("ext", "ext-gevent", "ext-threading", "naive", "asgi", "node")
 SERVER_LABELS = {
     "ext": "flask-dashboard-ws",
+    "ext-gevent": "flask-dashboard-ws, gevent",
+    "ext-threading": "flask-dashboard-ws, threading",
     "naive": "naive Flask-SocketIO",
     "asgi": "python-socketio ASGI/uvicorn",
     "node": "Node socket.io 4.8",
@@ -104,8 +106,9 @@ class Server:
 
     def __init__(self, kind: str, args: argparse.Namespace, log_path: Path) -> None:
         self.kind = kind
-        if kind == "ext":
-            cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", args.ext_mode, "--log", args.ext_log,
+        if kind.startswith("ext"):
+            mode = kind.partition("-")[2] or args.ext_mode  # "ext" runs in --ext-mode; "ext-gevent" in gevent
+            cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", mode, "--log", args.ext_log,
                    "--config", args.ext_config]
         elif kind == "naive":
             cmd = [PYTHON, str(BENCH / "baselines/naive_app.py")]
@@ -733,7 +736,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: small loads, one repeat, about two minutes")
-    p.add_argument("--servers", default=",".join(SERVER_KINDS), help="comma-separated: ext,naive,asgi,node")
+    p.add_argument("--servers", default="ext,naive,asgi,node",
+                   help=f"comma-separated, of: {','.join(SERVER_KINDS)} (ext-gevent and ext-threading: the extension in that mode)")
     p.add_argument("--repeats", type=int, help="runs per server (median and spread); default 3, quick 1")
     p.add_argument("--levels", help="connection ramp levels, e.g. 1000,5000,10000,19500")
     p.add_argument("--latency-users", type=int, help="connected users for the latency and max tests (default 5000)")

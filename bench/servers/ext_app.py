@@ -51,6 +51,7 @@ from common import (  # noqa: E402
     JWT_SECRET,
     LISTEN_BACKLOG,
     GcProbe,
+    heap_census,
     announce,
     raise_nofile_limit,
 )
@@ -90,6 +91,12 @@ def bench_emit():
 def bench_stats():
     state = current_app.extensions["dashboard_ws"]
     return jsonify(connections=len(state.connections), gc=gc_probe.snapshot(reset=request.args.get("reset") == "1"))
+
+
+@app.get("/bench/heap")
+def bench_heap():
+    """Tracked objects by type and the cost of a full collection (slow: for experiments, not during phases)."""
+    return jsonify(heap_census(freeze=request.args.get("freeze") == "1"))
 
 
 def serve_eventlet(port: int) -> None:
