@@ -51,9 +51,10 @@ from common import JWT_SECRET, mint_tokens, raise_nofile_limit  # noqa: E402
 
 PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
-SERVER_KINDS = ("ext", "ext-gevent", "ext-threading", "naive", "asgi", "node")
+SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "naive", "asgi", "node")
 SERVER_LABELS = {
     "ext": "flask-dashboard-ws",
+    "ext-defaults": "flask-dashboard-ws, defaults",
     "ext-gevent": "flask-dashboard-ws, gevent",
     "ext-threading": "flask-dashboard-ws, threading",
     "naive": "naive Flask-SocketIO",
@@ -106,7 +107,9 @@ class Server:
 
     def __init__(self, kind: str, args: argparse.Namespace, log_path: Path) -> None:
         self.kind = kind
-        if kind.startswith("ext"):
+        if kind == "ext-defaults":  # the extension as installed: eventlet, no --ext-config
+            cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", "eventlet", "--log", args.ext_log]
+        elif kind.startswith("ext"):
             mode = kind.partition("-")[2] or args.ext_mode  # "ext" runs in --ext-mode; "ext-gevent" in gevent
             cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", mode, "--log", args.ext_log,
                    "--config", args.ext_config]
@@ -737,7 +740,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: small loads, one repeat, about two minutes")
     p.add_argument("--servers", default="ext,naive,asgi,node",
-                   help=f"comma-separated, of: {','.join(SERVER_KINDS)} (ext-gevent and ext-threading: the extension in that mode)")
+                   help=f"comma-separated, of: {','.join(SERVER_KINDS)} (ext-gevent, ext-threading: the extension in that "
+                        "mode with --ext-config; ext-defaults: eventlet without --ext-config)")
     p.add_argument("--repeats", type=int, help="runs per server (median and spread); default 3, quick 1")
     p.add_argument("--levels", help="connection ramp levels, e.g. 1000,5000,10000,19500")
     p.add_argument("--latency-users", type=int, help="connected users for the latency and max tests (default 5000)")
