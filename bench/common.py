@@ -6,7 +6,9 @@ Import nothing heavy here: the eventlet/gevent servers import this module before
 from __future__ import annotations
 
 import gc
+import os
 import resource
+import sys
 import time
 import uuid
 from typing import Any
@@ -53,6 +55,18 @@ def mint_tokens(n_users: int, lifetime_s: int = 4 * 3600) -> list[str]:
     return tokens
 
 
+# BENCH_GC_CENSUS=1 in a server's environment: before each gen-1 collection, count the young generations'
+# objects by type, and print the census of those that took over 15 ms to the server's log (slow; experiments).
+CENSUS = bool(os.environ.get("BENCH_GC_CENSUS"))
+
+
+def young_census(top: int = 8) -> tuple[int, list[tuple[str, int]]]:
+    import collections
+
+    objects = gc.get_objects(0) + gc.get_objects(1)
+    return len(objects), collections.Counter(type(o).__name__ for o in objects).most_common(top)
+
+
 class GcProbe:
     """Times every garbage collection of this process (gc.callbacks), for the ``/bench/stats`` endpoint."""
 
@@ -69,10 +83,14 @@ class GcProbe:
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            if CENSUS and info.get("generation", 0) == 1:
+                self._census = young_census()
             self._start = time.perf_counter()
             return
         pause = (time.perf_counter() - self._start) * 1000.0
         generation = info.get("generation", 0)
+        if CENSUS and generation == 1 and pause > 15.0:
+            print(f"gc census: gen1 pause {pause:.1f} ms over {self._census}", file=sys.stderr, flush=True)
         self.collections[generation] += 1
         self.pause_total_ms += pause
         self.pause_max_ms[generation] = max(self.pause_max_ms[generation], pause)

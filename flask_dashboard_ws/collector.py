@@ -2,12 +2,13 @@
 
 CPython's full collection walks every tracked object, and each socket keeps ~150 of them (eventlet), so
 with 5,000 sockets a full collection stops the whole server for about half a second (measured in
-``BENCHMARKS.md``). With an interval set, one background task per process calls ``gc.freeze()`` that
-often: whatever has survived until then (the app's modules, the open sockets' state) moves to the
-permanent generation, which collections skip. Garbage cycles among frozen objects, such as the state of
+``BENCHMARKS.md``). With an interval set, one background task per process collects the young generations
+and then calls ``gc.freeze()`` that often: whatever is alive by then (the app's modules, the open sockets'
+state) moves to the permanent generation, which collections skip, so no automatic collection walks more
+than about one interval's worth of objects. Garbage cycles among frozen objects, such as the state of
 sockets that have disconnected since, are then only found after ``gc.unfreeze()``, so every
 ``DASHBOARD_WS_GC_RECLAIM_INTERVAL`` the task unfreezes and collects once: one long pause at a known rhythm
-instead of one whenever the heap has grown by a quarter.
+instead of one whenever the heap has grown by a quarter. ``gc.freeze()`` itself only splices lists.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ class Collector:
             self._sleep(self.freeze_interval)  # type: ignore[arg-type]
 
     def tick(self) -> None:
-        """Reclaim if it is due, then freeze what is alive."""
+        """Collect the young generations (or everything, when a reclaim is due), then freeze what is alive."""
         if time.monotonic() - self._last_reclaim >= self.reclaim_interval:
             self.reclaim()
+        else:
+            gc.collect(1)  # short: only what was allocated since the last tick; garbage is not frozen with it
         gc.freeze()
 
     def reclaim(self) -> None:
