@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "naive", "asgi", "node")
+ORDER = ("ext", "ext-gevent", "ext-threading", "ext-redis2", "ext-defaults", "naive", "asgi", "node")
 
 # (regex on the metric name, label, unit, better) in table order; "better" is "lower" or "higher".
 ROWS = [
@@ -185,7 +185,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     if not tabs_values:
         return  # a run without emits (--skip-emits) has nothing to draw
     fig, axes = plt.subplots(1, len(tabs_values) or 1, figsize=(7 * max(1, len(tabs_values)), 6.5), squeeze=False)
-    colors = {"ext": "tab:blue", "ext-defaults": "tab:gray", "ext-gevent": "tab:cyan", "ext-threading": "tab:olive", "naive": "tab:red", "asgi": "tab:green", "node": "tab:purple"}
+    colors = {"ext": "tab:blue", "ext-defaults": "tab:gray", "ext-redis2": "tab:brown", "ext-gevent": "tab:cyan", "ext-threading": "tab:olive", "naive": "tab:red", "asgi": "tab:green", "node": "tab:purple"}
     styles = (("p50_ms", "-", "p50"), ("p99_ms", "--", "p99"), ("p999_ms", ":", "p99.9"))
     for ax, tabs in zip(axes[0], tabs_values):
         for s in servers:

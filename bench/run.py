@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,11 @@ from common import JWT_SECRET, mint_tokens, raise_nofile_limit  # noqa: E402
 
 PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
-SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "naive", "asgi", "node")
+SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "ext-redis2", "naive", "asgi", "node")
 SERVER_LABELS = {
     "ext": "flask-dashboard-ws",
     "ext-defaults": "flask-dashboard-ws, defaults",
+    "ext-redis2": "flask-dashboard-ws, 2 processes + Redis",
     "ext-gevent": "flask-dashboard-ws, gevent",
     "ext-threading": "flask-dashboard-ws, threading",
     "naive": "naive Flask-SocketIO",
@@ -62,6 +64,7 @@ SERVER_LABELS = {
     "node": "Node socket.io 4.8",
 }
 P99_LIMIT_MS = 50.0
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")  # ext-redis2
 
 _children: list[subprocess.Popen] = []
 
@@ -102,12 +105,21 @@ def log(message: str) -> None:
 # Processes under test and load processes
 
 
+def start_server(kind: str, args: argparse.Namespace, log_path: Path) -> "Server | ServerGroup":
+    if kind == "ext-redis2":
+        return ServerGroup(kind, args, log_path, processes=2)
+    return Server(kind, args, log_path)
+
+
 class Server:
     """One server under test in its own process; prints ``PORT n`` once it listens."""
 
-    def __init__(self, kind: str, args: argparse.Namespace, log_path: Path) -> None:
+    def __init__(self, kind: str, args: argparse.Namespace, log_path: Path, ext_config: str | None = None) -> None:
         self.kind = kind
-        if kind == "ext-defaults":  # the extension as installed: eventlet, no --ext-config
+        if ext_config is not None:  # a process of a ServerGroup
+            cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", args.ext_mode, "--log", args.ext_log,
+                   "--config", ext_config]
+        elif kind == "ext-defaults":  # the extension as installed: eventlet, no --ext-config
             cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", "eventlet", "--log", args.ext_log]
         elif kind.startswith("ext"):
             mode = kind.partition("-")[2] or args.ext_mode  # "ext" runs in --ext-mode; "ext-gevent" in gevent
@@ -125,6 +137,7 @@ class Server:
         self.proc = spawn(cmd, stdout=subprocess.PIPE, stderr=self.log_file, text=True)
         self.port = self._wait_port(60)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.urls = [self.url]
         self.ps = psutil.Process(self.proc.pid)
         threading.Thread(target=self._drain_stdout, daemon=True).start()
 
@@ -179,6 +192,62 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log_file.close()
+
+
+class ServerGroup:
+    """Several extension processes sharing Redis (measurement 5): one server to the harness.
+
+    Each process runs ``ext_app.py`` in ``--ext-mode`` with ``--ext-config`` plus
+    ``DASHBOARD_WS_MESSAGE_QUEUE`` (the machine's Redis, ``REDIS_URL``) and a channel of this run's own.
+    The load clients spread their sockets over the processes; the driver posts every emit to the first, so
+    every event reaches its sockets through Redis. CPU, RSS, descriptors, connections and GC are summed
+    (GC pauses: the longest of any process).
+    """
+
+    def __init__(self, kind: str, args: argparse.Namespace, log_path: Path, processes: int) -> None:
+        config = {**json.loads(args.ext_config), "DASHBOARD_WS_MESSAGE_QUEUE": REDIS_URL,
+                  "DASHBOARD_WS_CHANNEL": f"bench-{uuid.uuid4().hex}"}
+        self.kind = kind
+        self.members: list[Server] = []
+        try:
+            for i in range(processes):
+                member_log = log_path.with_name(f"{log_path.stem}{i + 1}{log_path.suffix}")
+                self.members.append(Server(kind, args, member_log, ext_config=json.dumps(config)))
+        except Exception:
+            self.stop()
+            raise
+        self.urls = [m.url for m in self.members]
+        self.url = self.urls[0]
+        self.proc = self.members[0].proc
+
+    def cpu(self) -> float:
+        return sum(m.cpu() for m in self.members)
+
+    def cpu_system(self) -> float:
+        return sum(m.cpu_system() for m in self.members)
+
+    def rss(self) -> int:
+        return sum(m.rss() for m in self.members)
+
+    def fds(self) -> int:
+        return sum(m.fds() for m in self.members)
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        stats = [m.stats(reset) for m in self.members]
+        gcs = [s["gc"] for s in stats]
+        return {
+            "connections": sum(s["connections"] for s in stats),
+            "gc": {
+                "collections": [sum(g["collections"][i] for g in gcs) for i in range(3)],
+                "pause_total_ms": round(sum(g["pause_total_ms"] for g in gcs), 3),
+                "pause_max_ms": [max(g["pause_max_ms"][i] for g in gcs) for i in range(3)],
+                "pauses_over_20ms": sum(g["pauses_over_20ms"] for g in gcs),
+            },
+        }
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
 
 
 class Client:
@@ -296,10 +365,10 @@ class Bench:
 
     def connect(self, first: int, end: int, tabs: int) -> dict[str, Any]:
         """Connect users [first, end) with ``tabs`` sockets each; server CPU and wall time of the whole step."""
-        per_client = [{"url": self.server.url, "tokens_file": str(self.tokens_file), "users": list(r), "tabs": tabs,
+        per_client = [{"url": self.server.urls[i % len(self.server.urls)], "tokens_file": str(self.tokens_file), "users": list(r), "tabs": tabs,
                        "concurrency": self.args.connect_concurrency, "timeout_ms": 20000,
                        "lean": self.args.client == "lean"}
-                      for r in self.split(first, end)]
+                      for i, r in enumerate(self.split(first, end))]
         cpu0, sys0, busy0 = self.server.cpu(), self.server.cpu_system(), system_busy()
         ccpu0 = [c.cpu() for c in self.clients]
         replies = all_call(self.clients, "connect", timeout=60 + (end - first) * tabs / 20, per_client=per_client)
@@ -501,7 +570,7 @@ class Bench:
         a = self.args
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
-        self.server = Server(self.kind, a, logs / f"{self.prefix}-server.log")
+        self.server = start_server(self.kind, a, logs / f"{self.prefix}-server.log")
         self.clients = [Client(i, logs / f"{self.prefix}-client{i}.log") for i in range(a.clients)]
         try:
             self._sequence()
