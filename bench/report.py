@@ -20,6 +20,14 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ORDER = ("ext", "ext-gevent", "ext-threading", "ext-redis2", "ext-defaults", "naive", "asgi", "node")
 
+def runs_done(results: dict[str, Any]) -> str:
+    """How many runs each server completed (fewer than asked when the suite was stopped early)."""
+    counts = {s: len(e["runs"]) for s, e in results["servers"].items()}
+    if len(set(counts.values())) <= 1:
+        return str(next(iter(counts.values()), 0))
+    return ", ".join(f"{s} {n}" for s, n in counts.items())
+
+
 # (regex on the metric name, label, unit, better) in table order; "better" is "lower" or "higher".
 ROWS = [
     (r"max_connections_held", "connections held (highest ramp level reached)", "", "higher"),
@@ -85,9 +93,8 @@ def table(results: dict[str, Any]) -> str:
         names = {n for n in names if not n.startswith(("idle_cpu_pct", "net_cpu_per_event", "view_net_cpu"))}
     rows = sorted((k, n) for n in names if (k := _row_key(n)))
     head = ["metric", "unit"] + [results["servers"][s]["label"] for s in servers]
-    ratios = [("ext", "naive"), ("ext", "node")] if "ext" in servers else []
-    ratios = [(a, b) for a, b in ratios if b in servers]
-    head += [f"ext ÷ {b}" for _, b in ratios] + ["better"]
+    ratios = [(a, b) for a in ("ext", "ext-gevent") for b in ("naive", "node") if a in servers and b in servers]
+    head += [f"{a} ÷ {b}" for a, b in ratios] + ["better"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (index, _, label), name in rows:
         unit, better = ROWS[index][2], ROWS[index][3]
@@ -151,7 +158,7 @@ def summary_md(results: dict[str, Any]) -> str:
         f"Packages: {', '.join(f'{k} {v}' for k, v in {**m['python_packages'], **m['node_packages']}.items())}; "
         f"package at git {m['git_head']}{' with uncommitted changes' if m['git_dirty_package'] else ''}.",
         "",
-        f"{cfg['repeats']} run(s) per server, median (min–max). Latency users: {cfg['latency_users']}; "
+        f"{runs_done(results)} run(s) per server, median (min–max). Latency users: {cfg['latency_users']}; "
         f"fixed-rate windows {cfg['window']} s; search windows {cfg['search_window']} s; {cfg['clients']} client "
         f"processes; extension mode {cfg['ext_mode']}, log {cfg['ext_log']}, config {cfg['ext_config']}.",
         "",
