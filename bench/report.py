@@ -47,6 +47,7 @@ ROWS = [
     (r"sustained_delivered_per_s_tabs1$", "sustained delivered events/s, 1 socket per user (p99 ≤ 50 ms)", "/s", "higher"),
     (r"sustained_delivered_per_s_tabs(\d+)", "sustained delivered events/s, {0} sockets per user (p99 ≤ 50 ms)", "/s", "higher"),
     (r"gc_max_pause_ms", "longest GC pause during the emit phases", "ms", "lower"),
+    (r"disconnect_per_s@(\d+)", "disconnects processed per second, all {0} sockets closing at once", "/s", "higher"),
 ]
 
 

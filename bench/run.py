@@ -609,20 +609,35 @@ class Bench:
                     self.result["idle"].append(self.idle_phase(level, a.idle_window))
                 else:
                     self._emit_suite(level)
+                    self._tabs_suite()
         self.result["max_connections_held"] = max((s["held"] for s in self.result["ramp"]), default=0)
         top = self.connected_users
         if top_ok and top != a.latency_users and self.time_left() > a.idle_window + a.window + 20:
             self.result["idle"].append(self.idle_phase(top, a.idle_window))
             if not a.skip_emits:
                 self.result["latency"].append(self.emit_phase(f"top@{a.top_rate}", a.top_rate, top, 1, a.window))
-        if a.tabs > 1 and self.time_left() > 60 and not a.skip_emits:
-            self.disconnect_all()
-            users = max(1, a.latency_users // a.tabs)
-            step = self.connect(0, users, a.tabs)
-            log(f"  {self.kind} {users} users x {a.tabs} tabs: {step['connected']} connected")
-            self.result["tabs_connect"] = step
-            time.sleep(a.settle)
-            self.result["max_search"][f"tabs{a.tabs}"] = self.max_search(f"max-tabs{a.tabs}", users, a.tabs)
+        if top and self.time_left() > 60:
+            self.disconnect_all()  # the disconnect storm at the top level, timed (bounded: see disconnect_all)
+            log(f"  {self.kind} disconnect of {top}: {self.result['disconnects'][-1]}")
+
+    def _tabs_suite(self) -> None:
+        """The sustained maximum with --tabs sockets per user, between the ramp's levels (the same sockets in all).
+
+        Run at the latency level rather than after the top one, so that the server's disconnect of the
+        ramp's sockets takes seconds, not minutes (python-socketio's stock manager is O(sockets) per
+        disconnect); the ramp then resumes from no sockets.
+        """
+        a = self.args
+        if a.tabs <= 1 or self.time_left() < 60:
+            return
+        self.disconnect_all()
+        users = max(1, a.latency_users // a.tabs)
+        step = self.connect(0, users, a.tabs)
+        log(f"  {self.kind} {users} users x {a.tabs} tabs: {step['connected']} connected")
+        self.result["tabs_connect"] = step
+        time.sleep(a.settle)
+        self.result["max_search"][f"tabs{a.tabs}"] = self.max_search(f"max-tabs{a.tabs}", users, a.tabs)
+        self.disconnect_all()
 
     def _emit_suite(self, users: int) -> None:
         a = self.args
@@ -805,6 +820,9 @@ def flatten(run: dict[str, Any]) -> dict[str, float]:
         m["view_p99_ms"] = run["view"]["p99_ms"]
     for name, search in run.get("max_search", {}).items():
         m[f"sustained_delivered_per_s_{name}"] = search["sustained_delivered_per_s"]
+    for d in run.get("disconnects", []):
+        if d["sockets"] >= 1000:  # the storms at the latency level and at the top level
+            m[f"disconnect_per_s@{d['sockets']}"] = round((d["sockets"] - max(d["left"], 0)) / d["seconds"], 1)
     gc_max = [lat["gc"]["pause_max_ms"] for lat in run.get("latency", []) if lat.get("gc")]
     for search in run.get("max_search", {}).values():
         gc_max += [s["gc"]["pause_max_ms"] for s in search["steps"] if s.get("gc")]

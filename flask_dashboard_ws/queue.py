@@ -26,6 +26,7 @@ import socketio
 from socketio.pubsub_manager import PubSubManager
 
 from .log import logger
+from .rooms import DashboardManager, RoomIndexMixin
 
 # Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
 REDIS_SCHEMES = ("redis", "rediss")
@@ -63,7 +64,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
-class DashboardRedisManager(socketio.RedisManager):
+class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
     """python-socketio's ``RedisManager`` with bounded waits, reported publish failures and a sturdier listener.
 
     ``timeout`` (seconds) bounds connecting to Redis and each reply to a publish.
@@ -194,13 +195,16 @@ class DashboardRedisManager(socketio.RedisManager):
 
 
 def queue_options(message_queue: str | None, channel: str, timeout: float, socketio_options: dict[str, Any]) -> dict[str, Any]:
-    """The ``SocketIO`` keyword arguments that set up the message queue, besides ``message_queue`` itself.
+    """The ``SocketIO`` keyword arguments that set up the client manager, besides ``message_queue`` itself.
 
-    A Redis URL gets a :class:`DashboardRedisManager` as ``client_manager``; another queue (Kombu, Kafka, ZeroMQ)
+    No queue gets a :class:`~.rooms.DashboardManager`, a Redis URL a :class:`DashboardRedisManager` (both
+    leave a disconnecting socket's rooms without scanning every room); another queue (Kombu, Kafka, ZeroMQ)
     is built by Flask-SocketIO on ``channel``. An app's own ``client_manager`` is left alone.
     """
-    if message_queue is None or "client_manager" in socketio_options:
+    if "client_manager" in socketio_options:
         return {}
+    if message_queue is None:
+        return {"client_manager": DashboardManager()}
     if is_redis_url(message_queue):
         return {"client_manager": DashboardRedisManager(message_queue, channel=channel, timeout=timeout)}
     return {"channel": channel}

@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from flask_dashboard_ws import ConfigError, DashboardRealtime, QueueUnavailable
 from flask_dashboard_ws.config import load_settings
 from flask_dashboard_ws.queue import LISTEN_RETRY_MAX, DashboardRedisManager, redacted
+from flask_dashboard_ws.rooms import DashboardManager, RoomIndexMixin
 from tests.redis_server import (
     PrivateRedis,
     free_port,
@@ -107,8 +108,13 @@ def test_a_redis_queue_gets_the_managers_that_report_outages():
     assert (manager.redis_url, manager.channel, manager.timeout) == ("redis://127.0.0.1:6379/3", "private", 0.25)
 
 
-def test_without_a_queue_the_in_memory_manager_is_kept():
-    assert type(manager_of(queue_app(None))) is socketio.Manager
+def test_without_a_queue_the_in_memory_manager_indexes_rooms():
+    manager = manager_of(queue_app(None))
+    assert type(manager) is DashboardManager and isinstance(manager, socketio.Manager)
+
+
+def test_the_redis_manager_indexes_rooms_too():
+    assert issubclass(DashboardRedisManager, RoomIndexMixin)
 
 
 def test_an_unbound_socketio_gets_the_manager_and_keeps_its_own_channel():
