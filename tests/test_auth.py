@@ -1,6 +1,7 @@
 import time
 from datetime import timedelta
 
+import jwt as pyjwt
 import pytest
 from structlog.testing import capture_logs
 
@@ -273,6 +274,20 @@ def test_user_lookup_returning_none_is_invalid(harness):
     harness.jwt.user_lookup_loader(lambda header, claims: users.get(claims["sub"]))
     assert refused_reason(harness, harness.token("ghost")) == "token_invalid"
     assert verify(harness, harness.token("alice")).user_id == "alice"
+
+
+@pytest.mark.parametrize("loader", ["token_in_blocklist_loader", "token_verification_loader", "user_lookup_loader"])
+def test_app_callbacks_get_the_tokens_header(harness, loader):
+    seen = []
+
+    def callback(header, claims):
+        seen.append(header)
+        return {"token_in_blocklist_loader": False}.get(loader, True)
+
+    getattr(harness.jwt, loader)(callback)
+    token = harness.token(additional_headers={"kid": "key-2026"})
+    assert verify(harness, token).user_id == "alice"
+    assert seen == [pyjwt.get_unverified_header(token)] and seen[0]["kid"] == "key-2026"
 
 
 @pytest.mark.parametrize("loader", ["token_in_blocklist_loader", "token_verification_loader", "user_lookup_loader"])
