@@ -32,6 +32,7 @@ def runs_done(results: dict[str, Any]) -> str:
 ROWS = [
     (r"max_connections_held", "connections held (highest ramp level reached)", "", "higher"),
     (r"rss_per_conn_kb@(\d+)", "RSS per connection at {0} connections", "KB", "lower"),
+    (r"rss_marginal_kb@(\d+)", "RSS per connection added by the last ramp step, up to {0}", "KB", "lower"),
     (r"handshakes_per_s@(\d+)", "connect+auth handshakes/s, ramp step to {0}", "/s", "higher"),
     (r"cpu_per_handshake_us@(\d+)", "server CPU per handshake, ramp step to {0}", "µs", "lower"),
     (r"connect_p99_ms@(\d+)", "connect p99 while ramping to {0}", "ms", "lower"),
@@ -176,9 +177,20 @@ def summary_md(results: dict[str, Any]) -> str:
     if cfg.get("idle_window", 25) < 20:
         errors.insert(0, f"- the idle window ({cfg['idle_window']} s) was shorter than one ping interval (25 s): "
                          "the idle CPU rows and the CPU rows less idle CPU are left out")
+    for kind in servers_in(results):
+        for i, run in enumerate(results["servers"][kind]["runs"], 1):
+            for d in run.get("disconnects", []):
+                if d["sockets"] >= 1000 and d["left"] != 0:
+                    held = "unknown: it answered no request meanwhile" if d["left"] < 0 else d["left"]
+                    errors.append(f"- {results['servers'][kind]['label']} run {i}: {d['seconds']} s after {d['sockets']} "
+                                  f"sockets closed at once, sockets it still held: {held}")
     if errors:
         parts += ["", "Notes from the runs:", "", *errors]
     return "\n".join(parts) + "\n"
+
+
+def servers_in(results: dict[str, Any]) -> list[str]:
+    return [s for s in ORDER if s in results["servers"]]
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -257,5 +269,10 @@ if __name__ == "__main__":
     parser.add_argument("--update-doc", action="store_true")
     a = parser.parse_args()
     path = Path(a.results_json).resolve()
-    write_all(json.loads(path.read_text()), path.parent, update_doc=a.update_doc)
+    results = json.loads(path.read_text())
+    import run  # the figures are recomputed from the raw runs, so a re-render picks up new ones
+
+    for entry in results["servers"].values():
+        entry["summary"] = run.summarise(entry["runs"])
+    write_all(results, path.parent, update_doc=a.update_doc)
     print((path.parent / "summary.md").read_text())
