@@ -38,7 +38,6 @@ class RoomIndexMixin:
 
     rooms: dict[str, dict[Any, Any]]
     callbacks: dict[str, Any]
-    pending_connect: dict[str, list[str]]
     pending_disconnect: dict[str, list[str]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -63,7 +62,8 @@ class RoomIndexMixin:
         for room in list(self._rooms_of.get((namespace, sid), ())):
             self.basic_leave_room(sid, namespace, room)
         self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
+        # pending_connect is python-socketio 5.18's; older versions have only pending_disconnect.
+        for pending in (getattr(self, "pending_connect", {}), self.pending_disconnect):
             sids = pending.get(namespace)
             if sids is not None and sid in sids:
                 sids.remove(sid)
