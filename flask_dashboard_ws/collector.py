@@ -6,9 +6,13 @@ with 5,000 sockets a full collection stops the whole server for about half a sec
 and then calls ``gc.freeze()`` that often: whatever is alive by then (the app's modules, the open sockets'
 state) moves to the permanent generation, which collections skip, so no automatic collection walks more
 than about one interval's worth of objects. Garbage cycles among frozen objects, such as the state of
-sockets that have disconnected since, are then only found after ``gc.unfreeze()``, so every
-``DASHBOARD_WS_GC_RECLAIM_INTERVAL`` the task unfreezes and collects once: one long pause at a known rhythm
-instead of one whenever the heap has grown by a quarter. ``gc.freeze()`` itself only splices lists.
+sockets that have disconnected since, are then only found after ``gc.unfreeze()``. So the task unfreezes and
+collects everything every ``DASHBOARD_WS_GC_RECLAIM_INTERVAL``, and sooner once the sockets that disconnected
+since the last reclaim number a quarter of those still open (and at least ``RECLAIM_AFTER_DISCONNECTS``):
+CPython's own rule for full collections, counted in the garbage that freezing holds back (disconnected
+sockets) rather than in all new objects (which, while sockets connect, are mostly new live sockets). Held
+garbage stays bounded under reconnect churn, and a server whose sockets stay connected sees one long pause
+per reclaim interval. ``gc.freeze()`` itself only splices lists.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from .log import logger
 _lock = threading.Lock()
 _started = False  # the collector is one per process, like the garbage collector it tunes
 
+# Disconnects that always wait for the reclaim interval: a few MB of held garbage at most (BENCHMARKS.md
+# measures what one disconnected socket leaves), while with few sockets open a reclaim's pause is mostly
+# the app's start-up heap (~40 ms for the benchmark's app), which a small server should not pay every minute.
+RECLAIM_AFTER_DISCONNECTS = 1000
+
 
 class Collector:
     """Freezes the heap every ``freeze_interval`` seconds and reclaims it every ``reclaim_interval``."""
@@ -34,12 +43,15 @@ class Collector:
         reclaim_interval: float,
         start_task: Callable[[Callable[[], None]], Any],
         sleep: Callable[[float], None],
+        open_sockets: Callable[[], int],
     ) -> None:
         self.freeze_interval = freeze_interval
         self.reclaim_interval = reclaim_interval
         self._start_task = start_task
         self._sleep = sleep
+        self._open_sockets = open_sockets
         self._last_reclaim = time.monotonic()
+        self._disconnects = 0  # since the last reclaim
 
     def start(self) -> None:
         """Start the process's task on the first call after start-up (a socket's connect); later calls return."""
@@ -57,9 +69,18 @@ class Collector:
             self.tick()
             self._sleep(self.freeze_interval)  # type: ignore[arg-type]
 
+    def disconnected(self) -> None:
+        """Count a socket whose state, frozen while it was open, may now be garbage that only a reclaim frees."""
+        self._disconnects += 1
+
+    def reclaim_due(self) -> bool:
+        if time.monotonic() - self._last_reclaim >= self.reclaim_interval:
+            return True
+        return self._disconnects >= max(RECLAIM_AFTER_DISCONNECTS, self._open_sockets() // 4)
+
     def tick(self) -> None:
         """Collect the young generations (or everything, when a reclaim is due), then freeze what is alive."""
-        if time.monotonic() - self._last_reclaim >= self.reclaim_interval:
+        if self.reclaim_due():
             self.reclaim()
         else:
             # Only what was allocated since the last tick, so that young garbage is collected rather than frozen.
@@ -74,9 +95,11 @@ class Collector:
         gc.unfreeze()
         found = gc.collect()
         self._last_reclaim = time.monotonic()
+        disconnects, self._disconnects = self._disconnects, 0
         logger.info(
             "gc_reclaimed",
             frozen=frozen,
             unreachable=found,
+            disconnects=disconnects,
             pause_ms=round((time.perf_counter() - started) * 1000, 1),
         )

@@ -40,6 +40,7 @@ class DashboardState:
             self.settings.gc_reclaim_interval,
             self.socketio.start_background_task,
             self.socketio.sleep,
+            lambda: len(self.connections),
         )
 
     def cookie_origins(self) -> list[str]:

@@ -53,6 +53,8 @@ class DashboardNamespace(Namespace):
             return self._ignore("disconnect", sid)
         state = current_app.extensions["dashboard_ws"]
         identity = state.connections.pop(sid, None)
+        if identity is not None:
+            state.collector.disconnected()
         logger.info(
             "disconnected",
             sid=sid,

@@ -23,9 +23,9 @@ def fresh_process_state(monkeypatch):
     gc.unfreeze()
 
 
-def make(freeze_interval=10.0, reclaim_interval=60.0, tasks=None):
+def make(freeze_interval=10.0, reclaim_interval=60.0, tasks=None, open_sockets=0):
     tasks = [] if tasks is None else tasks
-    return Collector(freeze_interval, reclaim_interval, tasks.append, lambda seconds: None)
+    return Collector(freeze_interval, reclaim_interval, tasks.append, lambda seconds: None, lambda: open_sockets)
 
 
 def test_tick_freezes_what_is_alive():
@@ -74,6 +74,26 @@ def test_tick_reclaims_only_when_the_interval_has_passed(monkeypatch):
     assert gc.get_freeze_count() > 0  # frozen again after the reclaim
 
 
+@pytest.mark.parametrize(
+    ("open_sockets", "threshold"),
+    [(20_000, 5_000), (100, collector.RECLAIM_AFTER_DISCONNECTS)],
+    ids=["a quarter of the open sockets", "at least the floor"],
+)
+def test_tick_reclaims_once_enough_sockets_disconnected(open_sockets, threshold):
+    c = make(reclaim_interval=3600.0, open_sockets=open_sockets)
+    with capture_logs() as logs:
+        for _ in range(threshold - 1):
+            c.disconnected()
+        c.tick()
+        assert logs == []
+        c.disconnected()
+        c.tick()
+        c.disconnected()
+        c.tick()  # the count starts again after a reclaim
+    [line] = logs
+    assert line["event"] == "gc_reclaimed" and line["disconnects"] == threshold
+
+
 def test_start_runs_one_task_per_process():
     tasks = []
     first, second = make(tasks=tasks), make(tasks=tasks)
@@ -97,3 +117,15 @@ def test_the_first_connection_starts_it(make_app, monkeypatch):
     client = h.socketio.test_client(h.app, namespace="/dashboard", auth={"token": h.token()})
     assert client.is_connected("/dashboard")
     assert started == [h.state.collector._run]
+
+
+def test_disconnects_are_counted_for_authenticated_sockets_only(make_app):
+    h = make_app(DASHBOARD_WS_GC_FREEZE_INTERVAL=5)
+    h.state.collector._start_task = lambda task: None
+    client = h.socketio.test_client(h.app, namespace="/dashboard", auth={"token": h.token()})
+    client.emit("disconnect", namespace="/dashboard")  # a client event of that name is not a disconnect
+    assert client.is_connected("/dashboard") and h.state.collector._disconnects == 0
+    client.disconnect(namespace="/dashboard")
+    refused = h.socketio.test_client(h.app, namespace="/dashboard", auth={"token": "not a token"})
+    assert not refused.is_connected("/dashboard")
+    assert h.state.collector._disconnects == 1
