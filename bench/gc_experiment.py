@@ -4,13 +4,17 @@
         --ext-config '{"DASHBOARD_WS_GC_FREEZE_INTERVAL": 1}'
     python bench/gc_experiment.py --leak --servers ext --levels 5000 --rates 1500 --window 20 \\
         --ext-config '{"DASHBOARD_WS_GC_FREEZE_INTERVAL": 1}'
+    python bench/gc_experiment.py --churn --servers ext --levels 5000 \\
+        --ext-config '{"DASHBOARD_WS_GC_FREEZE_INTERVAL": 0.2}'
 
 Takes ``bench/run.py``'s options and uses its server, clients and phases, one run, no baselines:
 
 - default: ramps through ``--levels`` (CPU per handshake, connect p99, the GC pauses during each step), then
   emits at each of ``--rates`` to every connected user (p99, p99.9, GC pauses, CPU per event);
 - ``--leak``: at the first level, three emit phases at the first rate, the server's RSS after each, then
-  everything disconnected: whether freezing the heap keeps garbage (``frozen`` is ``gc.get_freeze_count()``).
+  everything disconnected: whether freezing the heap keeps garbage (``frozen`` is ``gc.get_freeze_count()``);
+- ``--churn``: ``CHURN_CYCLES`` times, connect the first level's users and disconnect them all: the server's
+  RSS with every user connected, after each cycle (whether disconnected sockets' state is freed or held).
 
 Set ``BENCH_GC_CENSUS=1`` to have the server log what the young generations hold at each long collection.
 """
@@ -29,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 
 LEAK = "--leak" in sys.argv
+CHURN = "--churn" in sys.argv
+CHURN_CYCLES = 6
 
 
 def main() -> None:
-    args = run.parse_args([a for a in sys.argv[1:] if a != "--leak"])
+    args = run.parse_args([a for a in sys.argv[1:] if a not in ("--leak", "--churn")])
     kind = args.servers[0]
     with tempfile.TemporaryDirectory(prefix="bench-gc-") as tmp:
         out = Path(tmp)
@@ -47,7 +53,7 @@ def main() -> None:
             bench.emit_phase("warmup", 50, 20, 1, 1.0)
             bench.disconnect_all()
             bench.base_rss = bench.server.rss()
-            (leak if LEAK else ramp_and_rates)(bench, args)
+            (leak if LEAK else churn if CHURN else ramp_and_rates)(bench, args)
         finally:
             for client in bench.clients:
                 client.stop()
@@ -81,6 +87,19 @@ def leak(bench: run.Bench, args) -> None:
     with urllib.request.urlopen(bench.server.url + "/bench/heap", timeout=120) as resp:
         frozen = json.load(resp)["frozen"]
     print(f"all {level} disconnected: RSS {(bench.server.rss() - rss0) / 2**20:+.1f} MB, frozen objects {frozen}")
+
+
+def churn(bench: run.Bench, args) -> None:
+    level = args.levels[0]
+    for cycle in range(1, CHURN_CYCLES + 1):
+        bench.server.stats(reset=True)
+        bench.ramp_to(level)
+        rss = bench.server.rss()
+        bench.disconnect_all()
+        gc = bench.server.stats()["gc"]
+        print(f"cycle {cycle}: {level} connected, RSS +{(rss - bench.base_rss) / 2**20:.1f} MB; all disconnected, "
+              f"RSS +{(bench.server.rss() - bench.base_rss) / 2**20:.1f} MB; GC collections {gc['collections']}, "
+              f"longest pauses {gc['pause_max_ms']} ms", flush=True)
 
 
 if __name__ == "__main__":
