@@ -12,7 +12,10 @@ since the last reclaim number a quarter of those still open (and at least ``RECL
 CPython's own rule for full collections, counted in the garbage that freezing holds back (disconnected
 sockets) rather than in all new objects (which, while sockets connect, are mostly new live sockets). Held
 garbage stays bounded under reconnect churn, and a server whose sockets stay connected sees one long pause
-per reclaim interval. ``gc.freeze()`` itself only splices lists.
+per reclaim interval. The price is paid in disconnect storms, where the rule fires several times as the open
+sockets dwindle (19,500 sockets leaving took ~15 s against ~7.5 s with freezing off; spacing the reclaims
+out made storms as fast but let held garbage and pauses grow: BENCHMARKS.md). ``gc.freeze()`` itself only
+splices lists.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from .log import logger
 _lock = threading.Lock()
 _started = False  # the collector is one per process, like the garbage collector it tunes
 
-# Disconnects that always wait for the reclaim interval: a few MB of held garbage at most (BENCHMARKS.md
-# measures what one disconnected socket leaves), while with few sockets open a reclaim's pause is mostly
+# Disconnects that always wait for the reclaim interval: ~10 MB of held garbage at most (~9 KB per
+# disconnected socket in BENCHMARKS.md's churn run), while with few sockets open a reclaim's pause is mostly
 # the app's start-up heap (~40 ms for the benchmark's app), which a small server should not pay every minute.
 RECLAIM_AFTER_DISCONNECTS = 1000
 
