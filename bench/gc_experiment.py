@@ -14,7 +14,8 @@ Takes ``bench/run.py``'s options and uses its server, clients and phases, one ru
 - ``--leak``: at the first level, three emit phases at the first rate, the server's RSS after each, then
   everything disconnected: whether freezing the heap keeps garbage (``frozen`` is ``gc.get_freeze_count()``);
 - ``--churn``: ``CHURN_CYCLES`` times, connect the first level's users and disconnect them all: the server's
-  RSS with every user connected, after each cycle (whether disconnected sockets' state is freed or held).
+  RSS with every user connected, after each cycle (whether disconnected sockets' state is freed or held),
+  and how long the disconnect storm took.
 
 Set ``BENCH_GC_CENSUS=1`` to have the server log what the young generations hold at each long collection.
 """
@@ -97,9 +98,10 @@ def churn(bench: run.Bench, args) -> None:
         rss = bench.server.rss()
         bench.disconnect_all()
         gc = bench.server.stats()["gc"]
-        print(f"cycle {cycle}: {level} connected, RSS +{(rss - bench.base_rss) / 2**20:.1f} MB; all disconnected, "
-              f"RSS +{(bench.server.rss() - bench.base_rss) / 2**20:.1f} MB; GC collections {gc['collections']}, "
-              f"longest pauses {gc['pause_max_ms']} ms", flush=True)
+        storm = bench.result["disconnects"][-1]
+        print(f"cycle {cycle}: {level} connected, RSS +{(rss - bench.base_rss) / 2**20:.1f} MB; all disconnected in "
+              f"{storm['seconds']} s ({storm['left']} left), RSS +{(bench.server.rss() - bench.base_rss) / 2**20:.1f} MB; "
+              f"GC collections {gc['collections']}, longest pauses {gc['pause_max_ms']} ms", flush=True)
 
 
 if __name__ == "__main__":
