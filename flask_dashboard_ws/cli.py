@@ -2,8 +2,8 @@
 
 The command runs in a process that serves no socket, so the event reaches the user's sockets through the
 message queue. Exit status: 0 once the queue took the event (its ``eventId`` is printed on the last line of
-standard output), 2 for a bad invocation (unknown type, invalid payload, unreadable JSON), 1 when the queue
-cannot be reached or none is configured.
+standard output), 2 for a bad invocation (unknown type, invalid payload, unreadable or too deeply nested JSON),
+1 when the queue cannot be reached or none is configured.
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ def emit_command(user_id: str, type_name: str, payload: str) -> None:
     except UnknownEventType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     try:
-        outgoing = emitter.prepare(kind, user_id, data)
+        outgoing = emitter.prepare(kind, user_id, data, state.settings.max_event_bytes)
     except ValidationError as exc:
         raise click.BadParameter(f"invalid {kind.value} payload: {json.dumps(exc.messages)}", param_hint="'--payload'") from None
+    except (RecursionError, OverflowError) as exc:  # the payload's fault too, should any escape validation
+        raise click.BadParameter(f"invalid {kind.value} payload: {exc}", param_hint="'--payload'") from None
     if not isinstance(state.socketio.server.manager, PubSubManager):
         raise click.ClickException(
             "no message queue is configured (DASHBOARD_WS_MESSAGE_QUEUE): this process serves no sockets, "
@@ -87,3 +89,5 @@ def _read_payload(value: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"{source} is not JSON: {exc}", param_hint="'--payload'") from None
+    except RecursionError:  # json.loads recurses once per nested array or object
+        raise click.BadParameter(f"{source} is nested too deeply", param_hint="'--payload'") from None

@@ -10,6 +10,7 @@ unchanged, for apps that serve the same shapes over REST.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +19,14 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 BUILD_STATUSES = ("ADDED", "IN_PROGRESS", "BUILT")
 COVERAGE_STATUSES = ("FULL_INVENTORY", "PARTIAL_ORDERED", "NONE")
+
+# JavaScript's Number.MAX_SAFE_INTEGER: a larger count would reach the browser rounded.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# What lets a browser read a path on this site as another host: it strips C0 controls and spaces at the
+# ends, removes tabs and newlines anywhere and reads "\" as "/", so "/\evil.example" and "/\t/evil.example"
+# become "//evil.example". None of these characters belongs in a URL, so each is refused anywhere.
+_BROWSER_REWRITES = re.compile(r"[\x00-\x20\\]")
 
 
 def to_iso_z(value: datetime) -> str:
@@ -31,10 +40,10 @@ def to_iso_z(value: datetime) -> str:
 
 
 class Count(fields.Integer):
-    """A non-negative integer; ``True``/``False`` and numeric strings are refused."""
+    """A non-negative integer that JavaScript holds exactly; ``True``/``False`` and numeric strings are refused."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strict=True, required=True, validate=validate.Range(min=0), **kwargs)
+        super().__init__(strict=True, required=True, validate=validate.Range(min=0, max=MAX_SAFE_INTEGER), **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
         if isinstance(value, bool):
@@ -54,14 +63,26 @@ class Percentage(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-def _not_protocol_relative(value: str | None) -> None:
-    """``//host/path`` is a relative URL to marshmallow but loads from another host in a browser."""
-    if value is not None and value.startswith("//"):
-        raise ValidationError("Must be an absolute http(s) URL or a path on this site.")
+class SiteUrl(fields.Url):
+    """An absolute http(s) URL, or a path on this site that no browser reads as another host.
+
+    marshmallow takes ``//host/path`` and ``/\\host/path`` for relative URLs; browsers load both from ``host``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(relative=True, schemes={"http", "https"}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
+        url = super()._deserialize(value, attr, data, **kwargs)
+        if url.startswith("//") or _BROWSER_REWRITES.search(url):
+            raise ValidationError("Must be an absolute http(s) URL or a path on this site.")
+        return url
 
 
 class IsoDateTime(fields.DateTime):
     """An ISO 8601 string or a ``datetime`` in; the ``Date.toISOString()`` form out, on load and on dump."""
+
+    default_error_messages = {"out_of_range": "Not a time between the years 1 and 9999 in UTC."}
 
     # Loads into the wire string, not a datetime: that is what makes one load the whole conversion.
     def _deserialize(  # type: ignore[override]
@@ -69,7 +90,10 @@ class IsoDateTime(fields.DateTime):
     ) -> str:
         if not isinstance(value, datetime):
             value = super()._deserialize(value, attr, data, **kwargs)
-        return to_iso_z(value)
+        try:
+            return to_iso_z(value)
+        except OverflowError:  # 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+            raise self.make_error("out_of_range") from None
 
     def _serialize(self, value: datetime | str | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return value if value is None or isinstance(value, str) else to_iso_z(value)
@@ -165,14 +189,7 @@ class MocBaseSchema(WireSchema):
 
 
 class RecentMocSchema(MocBaseSchema):
-    cover_image_url = fields.Url(
-        required=True,
-        allow_none=True,
-        relative=True,
-        schemes={"http", "https"},
-        validate=_not_protocol_relative,
-        data_key="coverImageUrl",
-    )
+    cover_image_url = SiteUrl(required=True, allow_none=True, data_key="coverImageUrl")
     created_at = IsoDateTime(required=True, data_key="createdAt")
 
 

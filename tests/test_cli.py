@@ -11,7 +11,7 @@ from click.testing import Result
 from flask import Flask
 from flask_jwt_extended import JWTManager
 
-from flask_dashboard_ws import DashboardRealtime
+from flask_dashboard_ws import DashboardRealtime, emitter
 from flask_dashboard_ws.events import EventType
 from tests.redis_server import (
     NO_SHARED_REDIS,
@@ -23,6 +23,12 @@ from tests.redis_server import (
 
 SECRET = "cli-test-secret-that-is-long-enough-for-hs256-0123456789abcdef"
 ERROR_PAYLOAD = {"code": "MAINTENANCE", "message": "Back at 14:00"}
+RECENT_MOC = {"id": "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b", "title": "Castle", "theme": "Castle", "buildStatus": "ADDED",
+              "coverImageUrl": None, "createdAt": "2025-11-30T12:34:56.789Z"}
+PARTIAL_MOC = {**{k: v for k, v in RECENT_MOC.items() if k not in ("coverImageUrl", "createdAt")},
+               "coveragePercentage": 50, "lastUpdatedAt": "2025-11-30T12:34:56.789Z"}
+DEEP_LIST = "[" * 10_000 + "]" * 10_000  # JSON nested far past Python's recursion limit
+DEEP_DICT = '{"a": ' * 10_000 + "1" + "}" * 10_000
 
 
 def cli_app(url: str | None = None, channel: str = "flask-socketio") -> Flask:
@@ -127,6 +133,18 @@ def test_emit_validates_and_converts_like_the_python_api(live_queue):
         (["--type", "dashboard:error", "--payload", "{not json"], "the argument is not JSON"),
         (["--type", "dashboard:error", "--payload", "@/nonexistent/payload.json"], "cannot read /nonexistent/payload.json"),
         (["--type", "dashboard:error"], "Missing option '--payload'"),
+        (["--type", "dashboard:recentMocAdded", "--payload",
+          json.dumps({**RECENT_MOC, "createdAt": "0001-01-01T00:00:00+05:00"})], '"createdAt"'),
+        (["--type", "dashboard:partialPartsUpdated", "--payload",
+          json.dumps([{**PARTIAL_MOC, "lastUpdatedAt": "9999-12-31T23:00:00-05:00"}])], '"lastUpdatedAt"'),
+        (["--type", "dashboard:recentMocAdded", "--payload",
+          json.dumps({**RECENT_MOC, "coverImageUrl": "/\\evil.example/x.png"})], '"coverImageUrl"'),
+        (["--type", "dashboard:themeBreakdownUpdated", "--payload",
+          json.dumps([{"theme": "Castle", "mocCount": 2**53, "setCount": 0}])], '"mocCount"'),
+        (["--type", "dashboard:themeBreakdownUpdated", "--payload", DEEP_LIST], "the argument is nested too deeply"),
+        (["--type", "dashboard:recentMocAdded", "--payload", '{"theme": ' + DEEP_LIST + "}"],
+         "the argument is nested too deeply"),
+        (["--type", "dashboard:summaryUpdated", "--payload", DEEP_DICT], "the argument is nested too deeply"),
     ],
 )
 def test_a_bad_invocation_exits_2_with_a_clear_message(args: list[str], message: str):
@@ -144,6 +162,18 @@ def test_an_empty_user_exits_2():
 def test_stdin_that_is_not_json_exits_2():
     result = emit(unreachable_app(), "--user", "alice", "--type", "dashboard:error", "--payload", "-", input="nope")
     assert result.exit_code == 2 and "standard input is not JSON" in result.output
+
+
+@pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded"), OverflowError("date value out of range")])
+def test_a_payload_that_fails_validation_in_any_other_way_exits_2(monkeypatch, error: Exception):
+    def prepare(*args: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(emitter, "prepare", prepare)
+    result = emit(unreachable_app(), "--user", "alice", "--type", "dashboard:error", "--payload", json.dumps(ERROR_PAYLOAD))
+    assert result.exit_code == 2, result.output
+    assert f"invalid dashboard:error payload: {error}" in result.output
+    assert "Traceback" not in result.output
 
 
 # The queue (exit status 1)

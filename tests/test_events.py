@@ -119,3 +119,46 @@ def test_unknown_keys_are_refused_for_every_type(kind):
     with pytest.raises(ValidationError, match="userId"):
         wire_payload(kind, bad)
 
+
+# --- deeply nested input ---------------------------------------------------------------------------------
+
+# marshmallow checks a value's type before it looks inside, so no depth of nesting makes validation recurse.
+DEPTH = 10_000  # far past Python's recursion limit (1,000 by default)
+
+
+def nested(leaf: object, as_dict: bool = False) -> object:
+    """``leaf`` inside ``DEPTH`` lists (or one-key dicts), built without recursion."""
+    for _ in range(DEPTH):
+        leaf = {"a": leaf} if as_dict else [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize("kind", list(EventType))
+def test_a_deeply_nested_list_payload_is_refused(kind):
+    with pytest.raises(ValidationError) as caught:
+        wire_payload(kind, nested(None))
+    expected = {"_schema": ["Invalid input type."]}
+    assert caught.value.messages == ({0: expected} if kind in LISTS else expected)
+
+
+@pytest.mark.parametrize("kind", list(EventType))
+def test_a_deeply_nested_dict_payload_is_refused(kind):
+    payload = nested(None, as_dict=True)
+    with pytest.raises(ValidationError) as caught:
+        wire_payload(kind, [payload] if kind in LISTS else payload)
+    messages = caught.value.messages[0] if kind in LISTS else caught.value.messages
+    assert messages["a"] == ["Unknown field."]
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [(kind, field) for kind in EventType for field in (VALID[kind][0] if kind in LISTS else VALID[kind])],
+)
+def test_a_deeply_nested_field_value_is_refused_by_name(kind, field, as_dict):
+    item = VALID[kind][0] if kind in LISTS else VALID[kind]
+    bad = {**item, field: nested("Castle", as_dict)}
+    with pytest.raises(ValidationError) as caught:
+        wire_payload(kind, [bad] if kind in LISTS else bad)
+    messages = caught.value.messages[0] if kind in LISTS else caught.value.messages
+    assert list(messages) == [field]

@@ -207,6 +207,8 @@ def test_naive_datetimes_are_utc_whatever_the_local_zone(local_zone_not_utc):
         ("2025-11-30T12:34:56.789123Z", WHEN_Z),
         ("2025-11-30T14:34:56.789+02:00", WHEN_Z),
         ("2025-11-30T12:34:56", "2025-11-30T12:34:56.000Z"),
+        ("0001-01-01T05:00:00+05:00", "0001-01-01T00:00:00.000Z"),  # the first and last times in UTC
+        ("9999-12-31T18:59:59.999-05:00", "9999-12-31T23:59:59.999Z"),
         (datetime(2025, 11, 30, 12, 34, 56, 789000), WHEN_Z),
         (datetime(2025, 11, 30, 7, 34, 56, 789000, tzinfo=timezone(timedelta(hours=-5))), WHEN_Z),
     ],
@@ -221,6 +223,22 @@ def test_bad_timestamps_are_refused(value):
     assert list(errors(RecentMocSchema(), {**RECENT, "createdAt": value})) == ["createdAt"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "0001-01-01T04:59:59.999+05:00",
+        "9999-12-31T23:00:00-05:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_times_outside_the_years_1_to_9999_in_utc_are_refused(value):
+    expected = ["Not a time between the years 1 and 9999 in UTC."]
+    assert errors(RecentMocSchema(), {**RECENT, "createdAt": value}) == {"createdAt": expected}
+    assert errors(PartialPartsMocSchema(), {**PARTIAL, "lastUpdatedAt": value}) == {"lastUpdatedAt": expected}
+
+
 # --- ranges and formats --------------------------------------------------------------------------------
 
 COUNT_FIELDS = [(DashboardSummarySchema(), SUMMARY, "totalMocs"), (DashboardSummarySchema(), SUMMARY, "totalWishlistItems"),
@@ -228,18 +246,19 @@ COUNT_FIELDS = [(DashboardSummarySchema(), SUMMARY, "totalMocs"), (DashboardSumm
 
 
 @pytest.mark.parametrize(("schema", "payload", "key"), COUNT_FIELDS)
-@pytest.mark.parametrize("value", [-1, True, False, 1.5, 2.0, "3", None])
-def test_counts_must_be_non_negative_integers(schema, payload, key, value):
+@pytest.mark.parametrize("value", [-1, True, False, 1.5, 2.0, "3", None, 2**53])
+def test_counts_must_be_non_negative_integers_javascript_holds_exactly(schema, payload, key, value):
     assert list(errors(schema, {**payload, key: value})) == [key]
 
 
 @pytest.mark.parametrize(("schema", "payload", "key"), COUNT_FIELDS)
-def test_zero_is_a_count(schema, payload, key):
-    assert wire(schema, {**payload, key: 0})[key] == 0
+@pytest.mark.parametrize("value", [0, 2**53 - 1])  # 2**53 - 1: JavaScript's Number.MAX_SAFE_INTEGER
+def test_zero_and_the_largest_safe_integer_are_counts(schema, payload, key, value):
+    assert wire(schema, {**payload, key: value})[key] == value
 
 
 @pytest.mark.parametrize("nested", ["mocsByBuildStatus", "mocsByCoverageStatus"])
-@pytest.mark.parametrize("value", [-1, True, "1"])
+@pytest.mark.parametrize("value", [-1, True, "1", 2**53])
 def test_nested_counts_are_checked(nested, value):
     first = next(iter(SUMMARY[nested]))
     counts = {**SUMMARY[nested], first: value}
@@ -277,7 +296,8 @@ def test_coverage_percentage_accepted(value):
     assert wire(PartialPartsMocSchema(), {**PARTIAL, "coveragePercentage": value})["coveragePercentage"] == value
 
 
-@pytest.mark.parametrize("value", [-0.01, 100.01, float("nan"), float("inf"), True, None, "50", b"50"])
+@pytest.mark.parametrize("value", [-0.01, 100.01, float("nan"), float("inf"), float("-inf"),
+                                   pytest.param(10**400, id="10**400"), True, None, "50", b"50"])
 def test_coverage_percentage_refused(value):
     assert list(errors(PartialPartsMocSchema(), {**PARTIAL, "coveragePercentage": value})) == ["coveragePercentage"]
 
@@ -302,7 +322,7 @@ def test_moc_id_is_dumped_as_a_string():
 
 
 @pytest.mark.parametrize("url", [None, "https://cdn.example.com/a.png", "http://cdn.example.com/a.png?size=2",
-                                 "/covers/a.png"])
+                                 "/covers/a.png", "/media/x.png", "/media/a%5Cb%20c.png", "https://cdn.example.com"])
 def test_cover_image_url_accepted(url):
     assert wire(RecentMocSchema(), {**RECENT, "coverImageUrl": url})["coverImageUrl"] == url
 
@@ -311,6 +331,35 @@ def test_cover_image_url_accepted(url):
                                  "ftp://cdn.example.com/a.png", "", "not a url",
                                  "//evil.example.com/a.png"])
 def test_cover_image_url_refused(url):
+    assert list(errors(RecentMocSchema(), {**RECENT, "coverImageUrl": url})) == ["coverImageUrl"]
+
+
+# Each one loads from evil.example in a browser (WHATWG URL parsing): "\" reads as "/", tabs and newlines
+# are removed anywhere, C0 controls and spaces are stripped at the ends.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/\\evil.example/x.png",
+        "\\\\evil.example/x.png",
+        "\\/evil.example/x.png",
+        "/\t/evil.example/x.png",
+        "/\n/evil.example/x.png",
+        "/\r/evil.example/x.png",
+        "\t//evil.example/x.png",
+        " //evil.example/x.png",
+        "\x00//evil.example/x.png",
+        "\x1f//evil.example/x.png",
+    ],
+)
+def test_cover_image_url_a_browser_reads_as_another_host_is_refused(url):
+    assert errors(RecentMocSchema(), {**RECENT, "coverImageUrl": url}) == {
+        "coverImageUrl": ["Must be an absolute http(s) URL or a path on this site."]
+    }
+
+
+@pytest.mark.parametrize("url", ["/covers/a\\b.png", "https://cdn.example.com/a\\b.png", "/covers/a.png\x00",
+                                 "/covers/\x01a.png", "/covers/a.png\n"])
+def test_cover_image_url_with_a_backslash_or_control_character_anywhere_is_refused(url):
     assert list(errors(RecentMocSchema(), {**RECENT, "coverImageUrl": url})) == ["coverImageUrl"]
 
 
