@@ -26,14 +26,32 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_ASYNC_MODE": None,
     "DASHBOARD_WS_DEFER_IN_REQUEST": True,
     "DASHBOARD_WS_SOCKETIO_OPTIONS": {},
-    "DASHBOARD_WS_GC_FREEZE_INTERVAL": None,
+    "DASHBOARD_WS_GC_FREEZE_INTERVAL": "auto",
     "DASHBOARD_WS_GC_RECLAIM_INTERVAL": 3600.0,
+    "DASHBOARD_WS_COMPRESSION": False,
+    "DASHBOARD_WS_AUTH_TIMEOUT": 10.0,
+    "DASHBOARD_WS_MAX_CLIENT_EVENTS": 10,
+    "DASHBOARD_WS_MAX_INBOUND_BYTES": 16 * 1024,
+    "DASHBOARD_WS_MAX_EVENT_BYTES": 64 * 1024,
+    "DASHBOARD_WS_MAX_OUTGOING_BYTES": 1024 * 1024,
+    "DASHBOARD_WS_MAX_SOCKETS_PER_USER": 20,
 }
+
+# The freeze interval that "auto" means in the green-thread modes, where one process holds thousands of
+# sockets (BENCHMARKS.md); in threading mode (Werkzeug's development server, test clients) it means off.
+AUTO_GC_FREEZE_INTERVAL = 0.2
+GREEN_ASYNC_MODES = ("eventlet", "gevent", "gevent_uwsgi")
 
 _URL_WITH_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 # Options that the extension sets itself from its own keys; passing them again would be ambiguous.
-_OWNED_SOCKETIO_OPTIONS = ("async_mode", "message_queue", "cors_allowed_origins", "channel")
+_OWNED_SOCKETIO_OPTIONS = {
+    "async_mode": "DASHBOARD_WS_ASYNC_MODE",
+    "message_queue": "DASHBOARD_WS_MESSAGE_QUEUE",
+    "cors_allowed_origins": "DASHBOARD_WS_CORS_ALLOWED_ORIGINS",
+    "channel": "DASHBOARD_WS_CHANNEL",
+    "max_http_buffer_size": "DASHBOARD_WS_MAX_INBOUND_BYTES",
+}
 
 
 class ConfigError(ValueError):
@@ -52,12 +70,31 @@ class Settings:
     socketio_options: dict[str, Any]
     channel: str = DEFAULTS["DASHBOARD_WS_CHANNEL"]
     queue_timeout: float = DEFAULTS["DASHBOARD_WS_QUEUE_TIMEOUT"]
-    gc_freeze_interval: float | None = DEFAULTS["DASHBOARD_WS_GC_FREEZE_INTERVAL"]
+    gc_freeze_interval: float | str | None = DEFAULTS["DASHBOARD_WS_GC_FREEZE_INTERVAL"]
     gc_reclaim_interval: float = DEFAULTS["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]
+    compression: bool = DEFAULTS["DASHBOARD_WS_COMPRESSION"]
+    auth_timeout: float = DEFAULTS["DASHBOARD_WS_AUTH_TIMEOUT"]
+    max_client_events: int = DEFAULTS["DASHBOARD_WS_MAX_CLIENT_EVENTS"]
+    max_inbound_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_INBOUND_BYTES"]
+    max_event_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_EVENT_BYTES"]
+    max_outgoing_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_OUTGOING_BYTES"]
+    max_sockets_per_user: int = DEFAULTS["DASHBOARD_WS_MAX_SOCKETS_PER_USER"]
+
+    def gc_freeze_interval_for(self, async_mode: str) -> float | None:
+        """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
+        if self.gc_freeze_interval == "auto":
+            return AUTO_GC_FREEZE_INTERVAL if async_mode in GREEN_ASYNC_MODES else None
+        return self.gc_freeze_interval  # type: ignore[return-value]
 
     def socketio_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the ``SocketIO`` that the extension creates."""
+        """Keyword arguments for the ``SocketIO`` that the extension creates.
+
+        ``namespaces`` lists only the extension's own, so python-socketio accepts no connection on ``/`` (its
+        default) or any other namespace without handlers: such sessions would need no token at all.
+        """
         kwargs = dict(self.socketio_options)
+        kwargs.setdefault("namespaces", [self.namespace])
+        kwargs["max_http_buffer_size"] = self.max_inbound_bytes
         kwargs["cors_allowed_origins"] = self.cors_allowed_origins
         if self.message_queue is not None:
             kwargs["message_queue"] = self.message_queue
@@ -81,6 +118,13 @@ def load_settings(app: Flask) -> Settings:
         channel=_channel(config["DASHBOARD_WS_CHANNEL"]),
         queue_timeout=_seconds("DASHBOARD_WS_QUEUE_TIMEOUT", config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
         **_gc_intervals(config["DASHBOARD_WS_GC_FREEZE_INTERVAL"], config["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]),
+        compression=_boolean("DASHBOARD_WS_COMPRESSION", config["DASHBOARD_WS_COMPRESSION"]),
+        auth_timeout=_seconds("DASHBOARD_WS_AUTH_TIMEOUT", config["DASHBOARD_WS_AUTH_TIMEOUT"]),
+        max_client_events=_count("DASHBOARD_WS_MAX_CLIENT_EVENTS", config["DASHBOARD_WS_MAX_CLIENT_EVENTS"], 0),
+        max_inbound_bytes=_count("DASHBOARD_WS_MAX_INBOUND_BYTES", config["DASHBOARD_WS_MAX_INBOUND_BYTES"], 1024),
+        max_event_bytes=_count("DASHBOARD_WS_MAX_EVENT_BYTES", config["DASHBOARD_WS_MAX_EVENT_BYTES"], 1024),
+        max_outgoing_bytes=_count("DASHBOARD_WS_MAX_OUTGOING_BYTES", config["DASHBOARD_WS_MAX_OUTGOING_BYTES"], 1024),
+        max_sockets_per_user=_count("DASHBOARD_WS_MAX_SOCKETS_PER_USER", config["DASHBOARD_WS_MAX_SOCKETS_PER_USER"], 1),
     )
 
 
@@ -127,13 +171,27 @@ def _seconds(key: str, value: Any) -> float:
     return float(value)
 
 
+def _count(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
 def _gc_intervals(freeze: Any, reclaim: Any) -> dict[str, Any]:
-    freeze = None if freeze is None else _seconds("DASHBOARD_WS_GC_FREEZE_INTERVAL", freeze)
+    if freeze not in (None, "auto"):
+        try:
+            freeze = _seconds("DASHBOARD_WS_GC_FREEZE_INTERVAL", freeze)
+        except ConfigError:
+            raise ConfigError(
+                f"DASHBOARD_WS_GC_FREEZE_INTERVAL must be 'auto', None (off) or a number of seconds greater than 0, "
+                f"got {freeze!r}"
+            ) from None
     reclaim = _seconds("DASHBOARD_WS_GC_RECLAIM_INTERVAL", reclaim)
-    if freeze is not None and reclaim < freeze:
+    longest_freeze = AUTO_GC_FREEZE_INTERVAL if freeze == "auto" else freeze
+    if longest_freeze is not None and reclaim < longest_freeze:
         raise ConfigError(
             f"DASHBOARD_WS_GC_RECLAIM_INTERVAL ({reclaim:g} s) must not be shorter than "
-            f"DASHBOARD_WS_GC_FREEZE_INTERVAL ({freeze:g} s)"
+            f"DASHBOARD_WS_GC_FREEZE_INTERVAL ({longest_freeze:g} s)"
         )
     return {"gc_freeze_interval": freeze, "gc_reclaim_interval": reclaim}
 
@@ -157,8 +215,6 @@ def _socketio_options(value: Any) -> dict[str, Any]:
         raise ConfigError(f"{key} must be a dict of SocketIO() keyword arguments, got {value!r}")
     owned = sorted(set(value) & set(_OWNED_SOCKETIO_OPTIONS))
     if owned:
-        raise ConfigError(
-            f"{key} must not contain {', '.join(owned)}: set DASHBOARD_WS_ASYNC_MODE, "
-            "DASHBOARD_WS_MESSAGE_QUEUE, DASHBOARD_WS_CORS_ALLOWED_ORIGINS or DASHBOARD_WS_CHANNEL instead"
-        )
+        instead = ", ".join(_OWNED_SOCKETIO_OPTIONS[option] for option in owned)
+        raise ConfigError(f"{key} must not contain {', '.join(owned)}: set {instead} instead")
     return dict(value)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context
 
-from .envelope import make_envelope
+from .envelope import check_size, make_envelope
 from .events import EventType, event_type, wire_payload
 from .log import logger
 from .queue import QueueUnavailable
@@ -38,16 +38,18 @@ class Outgoing:
     envelope: dict[str, Any]
 
 
-def prepare(kind: EventType | str, user_id: Any, payload: Any) -> Outgoing:
-    """Check the type, the user id and the payload, and envelope it; raises before anything is sent."""
+def prepare(kind: EventType | str, user_id: Any, payload: Any, max_bytes: int) -> Outgoing:
+    """Check the type, the user id, the payload and the enveloped size; raises before anything is sent."""
     kind = event_type(kind)
     room = user_room(user_id)
-    return Outgoing(room=room, user_id=user_id, envelope=make_envelope(kind, wire_payload(kind, payload)))
+    envelope = make_envelope(kind, wire_payload(kind, payload))
+    check_size(envelope, max_bytes)
+    return Outgoing(room=room, user_id=user_id, envelope=envelope)
 
 
 def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: Any, defer: bool | None) -> dict[str, Any]:
     """Validate and envelope ``payload``, then send it now or queue it for the end of the request."""
-    outgoing = prepare(kind, user_id, payload)
+    outgoing = prepare(kind, user_id, payload, state.settings.max_event_bytes)
     if (state.settings.defer_in_request if defer is None else defer) and has_request_context():
         g.setdefault(_PENDING, []).append(outgoing)
     else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from .events import EventType
 from .schemas import to_iso_z
@@ -43,3 +44,21 @@ def make_envelope(kind: EventType, payload: Any) -> dict[str, Any]:
         "timestamp": to_iso_z(datetime.now(timezone.utc)),
         "payload": payload,
     }
+
+
+class EventTooLarge(ValidationError):
+    """An enveloped event is larger than ``DASHBOARD_WS_MAX_EVENT_BYTES``; nothing was sent."""
+
+
+def check_size(envelope: dict[str, Any], max_bytes: int) -> None:
+    """Refuse an event whose wire form (compact JSON, non-ASCII escaped, as python-socketio sends it) is too large.
+
+    Every socket of the user queues the whole event, and browsers parse it on their main thread: one large
+    event costs every tab of the user, and the AWS backend takes 128 KB at most.
+    """
+    size = len(json.dumps(envelope, separators=(",", ":")))
+    if size > max_bytes:
+        raise EventTooLarge(
+            {"_schema": [f"The {envelope['type']} event is {size} bytes enveloped, over DASHBOARD_WS_MAX_EVENT_BYTES "
+                         f"({max_bytes} bytes)."]}
+        )

@@ -15,12 +15,19 @@ from .collector import Collector
 from .config import ConfigError, Settings, load_settings
 from .events import EventType
 from .expiry import ExpiryWatcher
+from .limits import SessionGuard
 from .log import logger
 from .namespace import DashboardNamespace
+from .rooms import user_room
+from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
 EXTENSION_KEY = "dashboard_ws"
 
 TOKEN_EXPIRED_MESSAGE = "Your session has expired; reconnect with a fresh token."
+
+# The dashboard:error code a socket gets from disconnect_user() before it is disconnected.
+SESSION_ENDED = "SESSION_ENDED"
+SESSION_ENDED_MESSAGE = "Your session has ended; sign in again."
 
 
 @dataclass
@@ -32,15 +39,23 @@ class DashboardState:
     connections: dict[str, Identity] = field(default_factory=dict)
     expiry: ExpiryWatcher = field(init=False)
     collector: Collector = field(init=False)
+    guard: SessionGuard = field(init=False)
 
     def __post_init__(self) -> None:
         self.expiry = ExpiryWatcher(self.end_expired, self.socketio.start_background_task, self.socketio.sleep)
         self.collector = Collector(
-            self.settings.gc_freeze_interval,
+            self.settings.gc_freeze_interval_for(self.socketio.async_mode),
             self.settings.gc_reclaim_interval,
             self.socketio.start_background_task,
             self.socketio.sleep,
             lambda: len(self.connections),
+        )
+        self.guard = SessionGuard(
+            self.socketio.server,
+            self.settings.namespace,
+            auth_timeout=self.settings.auth_timeout,
+            max_client_events=self.settings.max_client_events,
+            max_outgoing_bytes=self.settings.max_outgoing_bytes,
         )
 
     def cookie_origins(self) -> list[str]:
@@ -56,7 +71,7 @@ class DashboardState:
         if identity is None or identity.expires_at != expires_at:
             return
         payload = {"code": "TOKEN_EXPIRED", "message": TOKEN_EXPIRED_MESSAGE}
-        envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload).envelope
+        envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload, self.settings.max_event_bytes).envelope
         namespace = self.settings.namespace
         # Straight to this process's socket: through a message queue the disconnect could overtake it.
         self.socketio.server.emit(envelope["type"], envelope, to=sid, namespace=namespace, ignore_queue=True)
@@ -87,6 +102,9 @@ class DashboardRealtime:
         socketio = _socketio_for(app, socketio or self._socketio, settings)
         socketio.on_namespace(DashboardNamespace(settings.namespace))
         state = DashboardState(settings=settings, socketio=socketio)
+        state.guard.install()
+        if not settings.compression:
+            app.wsgi_app = DeclineCompression(app.wsgi_app, _socketio_path(socketio))  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
         app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit
@@ -133,6 +151,45 @@ class DashboardRealtime:
     def emit_error(self, user_id: str | int, code: str, message: str, *, defer: bool | None = None) -> dict[str, Any]:
         return self.emit_to_user(user_id, EventType.ERROR, {"code": code, "message": message}, defer=defer)
 
+    def disconnect_user(self, user_id: str | int, reason: str = SESSION_ENDED_MESSAGE) -> dict[str, Any]:
+        """End every socket of ``user_id`` now, in every process: at sign-out, or when a token is revoked.
+
+        Each socket first gets ``dashboard:error`` with code ``SESSION_ENDED`` and ``reason`` as its message,
+        then a Socket.IO disconnect, after which the official client does not reconnect by itself. Not
+        deferred, unlike emits: a revocation must not wait for the request. Returns the error's envelope;
+        raises ``QueueUnavailable`` when the message queue does not take it (the local sockets have then
+        received it and are disconnected already).
+        """
+        state = _state()
+        payload = {"code": SESSION_ENDED, "message": reason}
+        outgoing = emitter.prepare(EventType.ERROR, user_id, payload, state.settings.max_event_bytes)
+        try:
+            emitter.send_now(state, outgoing)
+        finally:
+            _end_room(state, outgoing.room)
+        logger.info("user_disconnected", user_id=str(user_id), event_id=outgoing.envelope["eventId"])
+        return outgoing.envelope
+
+    def run(self, app: Flask, host: str = "127.0.0.1", port: int = 5000, *, backlog: int = BACKLOG,
+            **kwargs: Any) -> None:
+        """Serve ``app`` for many sockets: ``socketio.run`` with a deep listen backlog and no connection cap.
+
+        Under eventlet and gevent the listen backlog is ``backlog`` (``socketio.run`` leaves eventlet's 50,
+        which overflows when thousands of clients reconnect at once), eventlet serves any number of
+        connections (its ``max_size`` is 1,024 by default) and the open-files limit is raised to the hard
+        limit. ``kwargs`` go to the server (``eventlet.wsgi.server`` or gevent's ``WSGIServer``); under
+        threading, everything goes to ``socketio.run``.
+        """
+        socketio = app.extensions[EXTENSION_KEY].socketio
+        mode = socketio.async_mode
+        if mode == "threading":
+            socketio.run(app, host=host, port=port, **kwargs)
+            return
+        raise_open_files_limit()
+        serve = serve_eventlet if mode == "eventlet" else serve_gevent
+        logger.info("serving", host=host, port=port, async_mode=mode, backlog=backlog)
+        serve(app, host, port, backlog, **kwargs)
+
 
 def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> SocketIO:
     """The app's own ``SocketIO`` when it gave one (set up with it if needed), else a new one."""
@@ -151,6 +208,23 @@ def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> 
         # Set up by the app already: its plain RedisManager, if it has one, becomes one that reports outages.
         queue.adopt(socketio, settings.queue_timeout)
     return socketio
+
+
+def _socketio_path(socketio: SocketIO) -> str:
+    """The path Flask-SocketIO serves Socket.IO on (``/socket.io`` unless the app chose another)."""
+    middleware = getattr(socketio, "sockio_mw", None)
+    return getattr(middleware, "engineio_path", "socket.io")
+
+
+def _end_room(state: DashboardState, room: str) -> None:
+    """Disconnect the room's sockets, in every process when the manager can reach them (the extension's can)."""
+    manager = state.socketio.server.manager
+    namespace = state.settings.namespace
+    if hasattr(manager, "end_room"):
+        manager.end_room(room, namespace)
+        return
+    for sid, _ in list(manager.get_participants(namespace, room)):  # an app's own manager: this process only
+        state.socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 
 def _state() -> DashboardState:

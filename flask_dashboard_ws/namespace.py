@@ -14,6 +14,9 @@ from .auth import TOKEN_INVALID, AuthFailed, find_token, verify_token
 from .log import logger
 from .rooms import user_room
 
+# The ``data.code`` of a connection refused because its user has DASHBOARD_WS_MAX_SOCKETS_PER_USER already.
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+
 
 def _sid() -> str:
     """The Socket.IO session id, which Flask-SocketIO sets on the request of every handler it calls."""
@@ -38,7 +41,19 @@ class DashboardNamespace(Namespace):
             self._refuse(log, failure.reason, failure.detail, source)
         except Exception as exc:  # an app callback (blocklist, user lookup) failed: fail closed
             self._refuse(log, TOKEN_INVALID, type(exc).__name__, source)
-        join_room(user_room(identity.user_id))
+        if not self._session_open(sid):
+            # It closed while the app's callbacks waited on I/O; python-socketio's disconnect then found the
+            # socket still connecting and did nothing, so accepting it now would register it for good.
+            log.info("connect_abandoned", user_id=identity.user_id)
+            return False
+        room = user_room(identity.user_id)
+        sockets = self._sockets_in(room)
+        if sockets >= state.settings.max_sockets_per_user:
+            log.warning("connect_refused", reason="too_many_connections", user_id=identity.user_id, sockets=sockets)
+            raise ConnectionRefusedError(
+                "Too many connections", {"code": TOO_MANY_CONNECTIONS, "limit": state.settings.max_sockets_per_user}
+            )
+        join_room(room)
         state.connections[sid] = identity
         state.collector.start()  # once per process, now that start-up is over
         if identity.expires_at is not None:
@@ -54,6 +69,7 @@ class DashboardNamespace(Namespace):
         state = current_app.extensions["dashboard_ws"]
         identity = state.connections.pop(sid, None)
         if identity is not None:
+            state.expiry.unwatch(sid)
             state.collector.disconnected()
         logger.info(
             "disconnected",
@@ -66,6 +82,14 @@ class DashboardNamespace(Namespace):
         if event in ("connect", "disconnect"):
             return super().trigger_event(event, *args)
         return self._ignore(event, args[0] if args else None)
+
+    def _session_open(self, sid: str) -> bool:
+        """python-socketio drops a session's environ when the session closes."""
+        return self.server.get_environ(sid, self.namespace) is not None
+
+    def _sockets_in(self, room: str) -> int:
+        """This process's sockets in ``room`` (a mapping of sids in python-socketio's manager)."""
+        return len(self.server.manager.rooms.get(self.namespace, {}).get(room, ()))
 
     def _ignore(self, event: str, sid: str | None) -> Any:
         # structlog's first parameter is called "event", so the client's event name needs another field name.

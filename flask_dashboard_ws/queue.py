@@ -107,6 +107,23 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             f"{type(error).__name__}: {error}"
         ) from error
 
+    def end_room(self, room: str, namespace: str) -> None:
+        """Disconnect ``room``'s sockets here and in every process: a ``close_room`` message marked to end them.
+
+        A process with python-socketio's plain manager reads it as ``close_room``: its sockets leave the room
+        and get no more events, though they stay connected.
+        """
+        message = {"method": "close_room", "room": room, "namespace": namespace, "host_id": self.host_id,
+                   "end_sockets": True}
+        super().end_room(room, namespace)  # this process
+        self._publish(message)  # the others
+
+    def _handle_close_room(self, message: dict[str, Any]) -> None:
+        if message.get("end_sockets"):
+            super().end_room(message.get("room"), message.get("namespace"))
+        else:
+            super()._handle_close_room(message)
+
     # Listening
 
     def initialize(self) -> None:

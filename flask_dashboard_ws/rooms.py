@@ -56,6 +56,11 @@ class RoomIndexMixin:
             if not rooms:
                 del self._rooms_of[(namespace, sid)]
 
+    def end_room(self, room: str, namespace: str) -> None:
+        """Disconnect every socket of this process that is in ``room`` (``disconnect_user``)."""
+        for sid, _ in list(self.get_participants(namespace, room)):  # type: ignore[attr-defined]
+            self.server.disconnect(sid, namespace=namespace, ignore_queue=True)  # type: ignore[attr-defined]
+
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         if namespace not in self.rooms:
             return

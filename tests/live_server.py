@@ -109,6 +109,10 @@ class LiveServer:
         with self._output:
             return "\n".join(self._lines)
 
+    def log_since(self, mark: int) -> str:
+        with self._output:
+            return "\n".join(self._lines[mark:])
+
     def log_mark(self) -> int:
         """A position in the log, for ``wait_for_log(..., since=mark)``."""
         with self._output:

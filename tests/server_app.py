@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +34,8 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
 
     @jwt.token_in_blocklist_loader
     def is_revoked(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
+        # A token with a "slowCheck" claim makes this lookup wait that long, like a slow blocklist store.
+        time.sleep(jwt_payload.get("slowCheck", 0))  # green under eventlet and gevent (tests/serve.py patches)
         return jwt_payload["jti"] in revoked_jtis
 
     # TEST_OWN_SOCKETIO: keyword arguments for a SocketIO(app, ...) that the app builds itself and hands over.
@@ -57,7 +60,36 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
     @jwt_required()
     def logout() -> Any:
         revoked_jtis.add(get_jwt()["jti"])
+        if request.args.get("end_sockets"):
+            dashboard.disconnect_user(get_jwt_identity(), "Signed out.")
         return jsonify(revoked=True)
+
+    @app.post("/api/bursts")
+    @jwt_required()
+    def burst() -> Any:
+        """``count`` error events of ``size`` characters at once, without yielding: a backlog for a slow reader."""
+        message = "x" * int(request.args["size"])
+        for _ in range(int(request.args["count"])):
+            dashboard.emit_error(get_jwt_identity(), "BURST", message, defer=False)
+        return jsonify(sent=int(request.args["count"]))
+
+    @app.get("/api/test/state")
+    def state() -> Any:
+        """What the process holds for its sockets, for the tests that look for leaks."""
+        ext = app.extensions["dashboard_ws"]
+        server = ext.socketio.server
+        manager = server.manager
+        return jsonify(
+            connections=len(ext.connections),
+            expiry=len(ext.expiry),
+            pending=ext.guard.pending,
+            sessions=sum(1 for socket in list(server.eio.sockets.values()) if not socket.closed),
+            environ=len(server.environ),
+            sockets={namespace: len(manager.rooms[namespace].get(None, ())) for namespace in list(manager.rooms)},
+            user_rooms=sum(1 for namespace in list(manager.rooms) for room in list(manager.rooms[namespace])
+                           if isinstance(room, str) and room.startswith("user:")),
+            limited=dict(ext.guard.counts),
+        )
 
     @app.post("/api/mocs")
     @jwt_required()

@@ -46,6 +46,8 @@ def test_an_apps_own_values_are_kept():
     assert settings.defer_in_request is False
     assert settings.socketio_kwargs() == {
         "ping_interval": 5,
+        "namespaces": ["/live"],  # python-socketio's default, ["/"], would accept sessions with no token
+        "max_http_buffer_size": 16 * 1024,
         "cors_allowed_origins": ["https://app.example.com"],
         "message_queue": "redis://127.0.0.1:6379/0",
         "async_mode": "eventlet",

@@ -1,0 +1,219 @@
+"""What one client may cost the server: limits on engine.io sessions, applied before python-socketio sees them.
+
+python-socketio keeps an engine.io session open for as long as it answers pings, whether or not it ever
+authenticates; answers every CONNECT, however many are refused; hands every client event to a new green
+thread; buffers binary attachments without limit; and queues outgoing packets without limit for a socket
+that stops reading. :class:`SessionGuard` sits between engine.io and python-socketio (it takes over the
+``connect``, ``message`` and ``disconnect`` handlers that python-socketio registers on its engine.io server,
+and wraps ``send_packet``, the call that every emit goes through) and closes a session that:
+
+* has not connected to any namespace within ``DASHBOARD_WS_AUTH_TIMEOUT``;
+* was refused a CONNECT and is connected to no namespace (the official client closes it then anyway);
+* sends more than ``DASHBOARD_WS_MAX_CLIENT_EVENTS`` events or acks on the dashboard namespace, which
+  handles none; they are dropped unread, without a green thread or a log line each;
+* sends a binary packet or attachment (the dashboard protocol has none), or a packet that does not parse;
+* has more than ``DASHBOARD_WS_MAX_OUTGOING_BYTES`` queued for it (a slow or stalled reader).
+
+It also drops packets that arrive on a session already closed (a CLOSE followed by a CONNECT in one polling
+payload), which python-socketio would register for good. Each closed session is counted by
+reason in :attr:`SessionGuard.counts`, and logged as ``session_limited`` at most once per reason and
+:data:`LOG_EVERY` seconds, with the number of occurrences, so that a flood does not become a flood of lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+from .expiry import ExpiryWatcher
+from .log import logger
+
+# Closing reasons, as counted and logged.
+AUTH_TIMEOUT = "auth_timeout"
+CONNECT_REFUSED = "connect_refused"
+CLIENT_EVENTS = "client_events"
+BINARY_PACKET = "binary_packet"
+MALFORMED_PACKET = "malformed_packet"
+SLOW_READER = "slow_reader"
+
+# Seconds between two ``session_limited`` lines for one reason.
+LOG_EVERY = 10.0
+
+# Socket.IO packet types, as the first character of a text packet.
+_CONNECT, _EVENT, _ACK, _BINARY_EVENT, _BINARY_ACK = "0", "2", "3", "5", "6"
+
+# Below this many queued packets a socket is not examined for its backlog in bytes: a queue that the writer
+# drains keeps a few packets at most.
+_BACKLOG_CHECK_FROM = 8
+
+
+class SessionGuard:
+    """The limits of one engine.io server (one per app); install it once with :meth:`install`."""
+
+    def __init__(
+        self,
+        server: Any,
+        namespace: str,
+        *,
+        auth_timeout: float,
+        max_client_events: int,
+        max_outgoing_bytes: int,
+    ) -> None:
+        self.server = server
+        self.eio = server.eio
+        self.namespace = namespace
+        self.max_client_events = max_client_events
+        self.max_outgoing_bytes = max_outgoing_bytes
+        self.auth_timeout = auth_timeout
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._pending: dict[str, float] = {}  # sessions connected to no namespace yet: their deadline
+        self._client_events: dict[str, int] = {}
+        self._backlog: dict[str, int] = {}  # characters queued since the queue was last seen empty (an upper bound)
+        self._deadlines = ExpiryWatcher(self._deadline_passed, server.start_background_task, server.sleep)
+        self._log_lock = threading.Lock()
+        self._logged: dict[str, tuple[float, int]] = {}  # reason: (when last logged, occurrences since)
+
+    def install(self) -> None:
+        """Take over python-socketio's engine.io handlers; a second call (another app, same server) does nothing."""
+        handlers = self.eio.handlers
+        if isinstance(getattr(handlers.get("message"), "__self__", None), SessionGuard):
+            return
+        self._on_connect = handlers["connect"]
+        self._on_message = handlers["message"]
+        self._on_disconnect = handlers["disconnect"]
+        self._send_packet = self.eio.send_packet
+        self.eio.on("connect", self.on_connect)
+        self.eio.on("message", self.on_message)
+        self.eio.on("disconnect", self.on_disconnect)
+        self.eio.send_packet = self.send_packet
+
+    @property
+    def pending(self) -> int:
+        """Sessions open and connected to no namespace yet."""
+        return len(self._pending)
+
+    # engine.io events
+
+    def on_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = self._on_connect(eio_sid, environ)
+        deadline = time.time() + self.auth_timeout
+        self._pending[eio_sid] = deadline
+        self._deadlines.watch(eio_sid, deadline)
+        return result
+
+    def on_message(self, eio_sid: str, data: Any) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closing or socket.closed:
+            return  # the session is over: python-socketio would register a CONNECT that no disconnect undoes
+        if not isinstance(data, str) or data[:1] in (_BINARY_EVENT, _BINARY_ACK):
+            self.close(eio_sid, BINARY_PACKET)
+            return
+        kind = data[:1]
+        if kind in (_EVENT, _ACK) and self._in_dashboard_namespace(data):
+            self._client_event(eio_sid)
+            return
+        try:
+            self._on_message(eio_sid, data)
+        except Exception as exc:  # python-socketio could not parse it: one line, not a traceback
+            self.close(eio_sid, MALFORMED_PACKET, error=type(exc).__name__)
+            return
+        if kind == _CONNECT:
+            self._after_connect(eio_sid, socket)
+
+    def on_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        self._forget(eio_sid)
+        self._on_disconnect(eio_sid, reason)
+
+    def send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """Queue ``pkt`` unless the session's backlog is over the limit: then close it and drop the backlog."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.closed:
+            backlog = self._backlog.get(eio_sid, 0) if socket.queue.qsize() else 0
+            backlog += len(pkt.data) if isinstance(pkt.data, (str, bytes)) else 0
+            if backlog > self.max_outgoing_bytes and socket.queue.qsize() >= _BACKLOG_CHECK_FROM:
+                backlog = _queued_size(socket.queue) + len(pkt.data)
+                if backlog > self.max_outgoing_bytes:
+                    self._backlog.pop(eio_sid, None)
+                    self.close(eio_sid, SLOW_READER, drop_backlog=True, queued=backlog)
+                    return
+            self._backlog[eio_sid] = backlog
+        self._send_packet(eio_sid, pkt)
+
+    # Closing
+
+    def close(self, eio_sid: str, reason: str, drop_backlog: bool = False, **fields: Any) -> None:
+        """Close the engine.io session: its sockets disconnect and the official client reconnects.
+
+        ``drop_backlog`` discards what is queued instead of sending it first, and does not send the CLOSE
+        packet, which would wait behind it: the transport closes as soon as the writer is free.
+        """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closing or socket.closed:
+            return
+        self._record(reason, eio_sid=eio_sid, **fields)
+        if drop_backlog:
+            _empty(socket.queue, self.eio.get_queue_empty_exception())
+        socket.close(wait=False, abort=drop_backlog, reason=self.eio.reason.SERVER_DISCONNECT)
+
+    def _record(self, reason: str, **fields: Any) -> None:
+        """Count the limit, and log it unless a line for the same reason went out less than LOG_EVERY ago."""
+        now = time.monotonic()
+        with self._log_lock:
+            self.counts[reason] += 1
+            last, since = self._logged.get(reason, (-LOG_EVERY, 0))
+            if now - last < LOG_EVERY:
+                self._logged[reason] = (last, since + 1)
+                return
+            self._logged[reason] = (now, 0)
+        logger.warning("session_limited", reason=reason, suppressed=since, **fields)
+
+    # Helpers
+
+    def _in_dashboard_namespace(self, data: str) -> bool:
+        namespace = self.namespace
+        return data.startswith(namespace, 1) and data[1 + len(namespace): 2 + len(namespace)] in ("", ",")
+
+    def _client_event(self, eio_sid: str) -> None:
+        count = self._client_events.get(eio_sid, 0) + 1
+        self._client_events[eio_sid] = count
+        if count > self.max_client_events:
+            self.close(eio_sid, CLIENT_EVENTS, events=count)
+
+    def _after_connect(self, eio_sid: str, socket: Any) -> None:
+        """After python-socketio handled a CONNECT: the session is no longer pending, or it was refused."""
+        if socket.closing or socket.closed:
+            return
+        manager = self.server.manager
+        if any(manager.sid_from_eio_sid(eio_sid, ns) is not None for ns in list(manager.get_namespaces())):
+            self._pending.pop(eio_sid, None)
+            self._deadlines.unwatch(eio_sid)
+        else:
+            self.close(eio_sid, CONNECT_REFUSED)
+
+    def _deadline_passed(self, eio_sid: str, deadline: float) -> None:
+        if self._pending.get(eio_sid) == deadline:
+            self.close(eio_sid, AUTH_TIMEOUT, after_s=self.auth_timeout)
+
+    def _forget(self, eio_sid: str) -> None:
+        self._pending.pop(eio_sid, None)
+        self._deadlines.unwatch(eio_sid)
+        self._client_events.pop(eio_sid, None)
+        self._backlog.pop(eio_sid, None)
+
+
+def _queued_size(queue: Any) -> int:
+    """Characters in the packets waiting in an engine.io socket's queue (deque-backed in every async mode)."""
+    return sum(len(pkt.data) for pkt in list(queue.queue)
+               if pkt is not None and isinstance(pkt.data, (str, bytes)))
+
+
+def _empty(queue: Any, empty: type[BaseException]) -> None:
+    while True:
+        try:
+            queue.get(block=False)
+        except empty:
+            return
+        queue.task_done()
+

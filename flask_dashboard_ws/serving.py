@@ -1,0 +1,68 @@
+"""Serving the app as installed: WebSocket compression declined, and ``DashboardRealtime.run``'s server.
+
+Every browser offers permessage-deflate, and eventlet's and simple-websocket's WebSockets accept it: each
+socket then keeps two zlib contexts (156 against 64 KB per socket at 5,000 eventlet sockets, and more CPU
+per handshake and per event; BENCHMARKS.md). Dashboard events are small JSON, so compression buys little.
+:class:`DeclineCompression` removes the offer from Socket.IO's requests before any WebSocket layer reads
+it, which declines it under every server that reads the WSGI environ (eventlet's, gunicorn's eventlet
+worker, Werkzeug's, simple-websocket under gevent). gevent-websocket never accepts an extension.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+# The listen backlog of DashboardRealtime.run: the kernel caps it at net.core.somaxconn (4096 on current
+# Linux). eventlet's default of 50 overflowed thousands of times when 19,500 clients connected at once.
+BACKLOG = socket.SOMAXCONN if socket.SOMAXCONN > 128 else 4096
+
+# eventlet.wsgi's default max_size is 1,024 concurrent connections; each socket is one.
+MAX_CONNECTIONS = 100_000
+
+
+class DeclineCompression:
+    """WSGI middleware that hides the client's WebSocket extension offer on the Socket.IO path."""
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], path: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.path = "/" + path.strip("/")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(self.path):
+            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return self.wsgi_app(environ, start_response)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (each socket is a file); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def serve_eventlet(app: Any, host: str, port: int, backlog: int, **kwargs: Any) -> None:
+    import eventlet
+    import eventlet.wsgi
+
+    kwargs.setdefault("log_output", False)
+    kwargs.setdefault("max_size", MAX_CONNECTIONS)
+    listener = eventlet.listen((host, port), backlog=backlog)
+    eventlet.wsgi.server(listener, app, **kwargs)
+
+
+def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) -> None:
+    from gevent import pywsgi
+
+    try:  # engine.io uses gevent-websocket when it is installed, and it needs its handler
+        from geventwebsocket.handler import WebSocketHandler
+
+        kwargs.setdefault("handler_class", WebSocketHandler)
+    except ImportError:
+        pass
+    kwargs.setdefault("log", None)
+    pywsgi.WSGIServer((host, port), app, backlog=backlog, **kwargs).serve_forever()

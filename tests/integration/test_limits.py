@@ -1,0 +1,315 @@
+"""The limits of flask_dashboard_ws.limits and the connect-time caps, against a real server process.
+
+Protocol-level cases speak engine.io and Socket.IO by hand over a raw WebSocket (websocket-client) or over
+HTTP long-polling (requests), as a hostile client would; the rest use python-socketio's client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from tests.live_server import DISCONNECTED, EVENT_TIMEOUT, HTTP_TIMEOUT, NAMESPACE, LiveServer, new_user
+
+pytestmark = pytest.mark.live
+
+SHORT_AUTH_TIMEOUT = {"DASHBOARD_WS_AUTH_TIMEOUT": 1.0}
+
+_open: list[Any] = []  # the raw sessions a test opened, closed when it ends
+
+
+@pytest.fixture(autouse=True)
+def close_raw_sessions() -> Any:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+class RawSession:
+    """An engine.io session over a WebSocket, driven packet by packet."""
+
+    def __init__(self, server: LiveServer, headers: list[str] | None = None) -> None:
+        url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = websocket.create_connection(url, timeout=EVENT_TIMEOUT, header=headers or [])
+        _open.append(self)
+        opened = self.ws.recv()
+        assert opened.startswith("0{"), opened
+        self.sid = json.loads(opened[1:])["sid"]
+
+    def send(self, packet: str | bytes) -> None:
+        if isinstance(packet, bytes):
+            self.ws.send_binary(packet)
+        else:
+            self.ws.send(packet)
+
+    def connect(self, token: str | None, namespace: str = NAMESPACE) -> str:
+        """Send a Socket.IO CONNECT and return the server's answer (CONNECT or CONNECT_ERROR packet)."""
+        prefix = "40" if namespace == "/" else f"40{namespace},"
+        self.send(prefix + ("" if token is None else json.dumps({"token": token})))
+        return self.next_packet()
+
+    def next_packet(self) -> str:
+        """The next packet other than a ping (answered), or ``""`` once the server has closed the WebSocket."""
+        while True:
+            try:
+                packet = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, OSError):
+                packet = ""
+            if not packet:  # the server's close frame, or the connection dropped
+                self.close()
+                return ""
+            if packet == "2":
+                self.ws.send("3")
+                continue
+            return packet
+
+    def packets_until_closed(self) -> list[str]:
+        packets = []
+        while packet := self.next_packet():
+            packets.append(packet)
+        return packets
+
+    def close(self) -> None:
+        self.ws.close()
+        self.ws.shutdown()  # close() returns early once the server's close frame has been read
+
+
+class PollingSession:
+    """An engine.io session over HTTP long-polling, driven request by request."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.url = server.url + "/socket.io/?EIO=4&transport=polling"
+        self.http = requests.Session()
+        _open.append(self)
+        opened = self.http.get(self.url, timeout=HTTP_TIMEOUT).text
+        self.sid = json.loads(opened[opened.index("{"):])["sid"]
+
+    def post(self, *packets: str) -> None:
+        """Send ``packets`` in one payload (engine.io separates them with a record separator)."""
+        with requests.Session() as http:  # a connection of its own: another POST may be waiting
+            http.post(f"{self.url}&sid={self.sid}", data="\x1e".join(packets), timeout=HTTP_TIMEOUT)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def state(server: LiveServer) -> dict[str, Any]:
+    response = requests.get(server.url + "/api/test/state", timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for_state(server: LiveServer, timeout: float = EVENT_TIMEOUT, **expected: Any) -> dict[str, Any]:
+    """Poll the server's state until the ``expected`` fields hold; fail with the last state at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = state(server)
+        if all(current[key] == value for key, value in expected.items()):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server state {current} did not reach {expected} within {timeout}s")
+        time.sleep(0.05)  # a poll interval, not a synchronisation: the loop waits for the condition
+
+
+@pytest.fixture
+def idle_server(live_server: LiveServer) -> LiveServer:
+    """The default server once the sockets of earlier tests are gone, so its counts start from zero."""
+    wait_for_state(live_server, connections=0, pending=0, expiry=0)
+    return live_server
+
+
+# Sessions that do not authenticate
+
+
+def test_a_session_that_never_connects_is_closed_after_the_auth_timeout(start_server: Any) -> None:
+    server = start_server(SHORT_AUTH_TIMEOUT)
+    mark = server.log_mark()
+    session = RawSession(server)
+    started = time.monotonic()
+    assert session.packets_until_closed() == ["1"]  # engine.io CLOSE, then the WebSocket closes
+    assert time.monotonic() - started >= 0.9
+    assert "reason=auth_timeout" in server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
+
+
+def test_a_session_that_connects_in_time_is_kept(start_server: Any) -> None:
+    server = start_server(SHORT_AUTH_TIMEOUT)
+    user = new_user()
+    tab = server.connect(auth=server.token(user))
+    deadline_passed = time.monotonic() + 2.5
+    wait_for_state(server, pending=0)
+    while time.monotonic() < deadline_passed:  # past the 1 s deadline (and the watcher's 1 s tick)
+        assert tab.client.connected
+        time.sleep(0.1)
+    assert tab.client.connected
+
+
+def test_a_refused_connect_closes_the_session(live_server: LiveServer) -> None:
+    mark = live_server.log_mark()
+    session = RawSession(live_server)
+    answer = session.connect(live_server.forge(key="not-the-secret-" * 4))
+    assert answer.startswith(f"44{NAMESPACE},")
+    assert json.loads(answer.split(",", 1)[1])["data"] == {"code": "AUTH_FAILED", "reason": "token_invalid"}
+    assert session.packets_until_closed() == ["1"]
+    assert "reason=connect_refused" in live_server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
+
+
+def test_the_default_namespace_accepts_no_connection(live_server: LiveServer) -> None:
+    session = RawSession(live_server)
+    answer = session.connect(None, namespace="/")
+    assert answer.startswith("44"), answer
+    assert session.packets_until_closed() == ["1"]
+
+
+# What an authenticated socket may send
+
+
+@pytest.mark.parametrize("packet", [f'451-{NAMESPACE},["upload",{{"_placeholder":true,"num":0}}]', b"\x00" * 1000],
+                         ids=["binary-event", "attachment"])
+def test_binary_packets_are_refused_without_buffering(live_server: LiveServer, packet: str | bytes) -> None:
+    before = state(live_server)["limited"].get("binary_packet", 0)
+    session = RawSession(live_server)
+    assert session.connect(live_server.token(new_user())).startswith(f"40{NAMESPACE},")
+    session.send(packet)
+    assert session.packets_until_closed() in ([], ["1"])
+    # Counted each time; logged at most once per reason and 10 s, so the line may have gone out already.
+    assert state(live_server)["limited"]["binary_packet"] == before + 1
+
+
+def test_a_malformed_packet_closes_the_session_with_one_line_and_no_traceback(live_server: LiveServer) -> None:
+    mark = live_server.log_mark()
+    session = RawSession(live_server)
+    session.send(f"40{NAMESPACE},{{not json")
+    assert session.packets_until_closed() in ([], ["1"])
+    line = live_server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
+    assert "reason=malformed_packet" in line
+    assert "Traceback" not in live_server.log_since(mark)
+
+
+def test_a_message_over_the_inbound_limit_closes_the_session(live_server: LiveServer) -> None:
+    session = RawSession(live_server)
+    session.send(f"40{NAMESPACE}," + json.dumps({"token": "x" * 20_000}))
+    assert session.packets_until_closed() in ([], ["1"])
+
+
+# Leaks
+
+
+def test_close_then_connect_in_one_polling_payload_leaves_nothing_behind(idle_server: LiveServer) -> None:
+    server = idle_server
+    connect = f"40{NAMESPACE}," + json.dumps({"token": server.token(new_user())})
+
+    def close_then_connect(_: int) -> None:
+        session = PollingSession(server)
+        session.post("1", connect)
+        session.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(close_then_connect, range(2000)))
+    final = wait_for_state(server, connections=0, pending=0, expiry=0, environ=0, user_rooms=0)
+    assert final["sockets"].get(NAMESPACE, 0) == 0
+
+
+def test_a_session_closed_during_a_slow_token_check_is_not_registered(idle_server: LiveServer) -> None:
+    server = idle_server
+    user = new_user()
+    mark = server.log_mark()
+    connect = f"40{NAMESPACE}," + json.dumps({"token": server.forge(sub=user, slowCheck=1.0)})
+
+    def connect_then_close(_: int) -> None:
+        session = PollingSession(server)
+        with ThreadPoolExecutor(max_workers=1) as connecting:
+            waiting = connecting.submit(session.post, connect)  # answered once the 1 s token check is over
+            server.wait_for_log(rf"connect_attempt.*remote_addr", since=mark)
+            session.post("1")  # engine.io CLOSE while the check waits
+            waiting.result()
+        session.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(connect_then_close, range(40)))
+    server.wait_for_log(r"connect_abandoned", since=mark)
+    wait_for_state(server, connections=0, expiry=0, environ=0, user_rooms=0)
+    assert not re.search(rf"\] connected\s.*user_id={user}", server.log_since(mark))
+
+
+# Ending a user's sockets
+
+
+def test_disconnect_user_ends_every_socket_of_that_user_only(live_server: LiveServer) -> None:
+    user, other = new_user(), new_user()
+    token = live_server.token(user)
+    tabs = [live_server.connect(auth=token), live_server.connect(auth=live_server.token(user))]
+    bystander = live_server.connect(auth=live_server.token(other))
+    response = requests.post(live_server.url + "/api/logout?end_sockets=1", headers={"Authorization": f"Bearer {token}"},
+                             timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200
+    for tab in tabs:
+        name, envelope = tab.next_event()
+        assert (name, envelope["payload"]) == ("dashboard:error", {"code": "SESSION_ENDED", "message": "Signed out."})
+        assert tab.next_event()[0] == DISCONNECTED
+    assert bystander.client.connected
+    wait_for_state(live_server, expiry=state(live_server)["connections"])  # the ended sockets' entries are gone
+
+
+# Per-user cap
+
+
+def test_a_user_over_the_socket_cap_is_refused_with_its_own_code(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_MAX_SOCKETS_PER_USER": 2})
+    user = new_user()
+    first = server.connect(auth=server.token(user))
+    server.connect(auth=server.token(user))
+    third = server.attempt(auth=server.token(user))
+    assert not third.client.connected
+    assert third.connect_error == {"message": "Too many connections", "data": {"code": "TOO_MANY_CONNECTIONS", "limit": 2}}
+    first.client.disconnect()
+    wait_for_state(server, connections=1)
+    assert server.connect(auth=server.token(user)).client.connected  # a slot is free again
+
+
+# Slow readers
+
+
+def test_a_socket_that_stops_reading_is_closed_and_the_others_still_receive(live_server: LiveServer) -> None:
+    user = new_user()
+    token = live_server.token(user)
+    mark = live_server.log_mark()
+    stalled = RawSession(live_server)
+    assert stalled.connect(token).startswith(f"40{NAMESPACE},")
+    reader_token = live_server.token(new_user())
+    reader = live_server.connect(auth=reader_token)
+    # 40 MB for the stalled socket: more than the kernel's socket buffers and the 1 MiB limit together.
+    for _ in range(20):
+        response = requests.post(live_server.url + "/api/bursts?count=40&size=50000",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200
+        if "reason=slow_reader" in live_server.log_since(mark):
+            break
+    assert "reason=slow_reader" in live_server.wait_for_log(rf"session_limited.*eio_sid={stalled.sid}", since=mark)
+    stalled.close()
+    later = live_server.emitted("POST", "/api/dashboard/errors", reader_token, {"code": "X", "message": "y"})
+    assert reader.next_event() == ("dashboard:error", later)
+
+
+# Compression
+
+
+@pytest.mark.parametrize("config", [{}, {"DASHBOARD_WS_COMPRESSION": True}], ids=["default", "compression-on"])
+def test_permessage_deflate_is_declined_unless_turned_on(start_server: Any, config: dict[str, Any]) -> None:
+    server = start_server(config)
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    # What browsers and the official client offer; websocket-client itself cannot inflate, so nothing is read.
+    ws = websocket.create_connection(url, timeout=EVENT_TIMEOUT,
+                                     header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"])
+    accepted = ws.getheaders().get("sec-websocket-extensions")
+    ws.close()
+    if not config or server.async_mode == "gevent":  # gevent-websocket never accepts an extension
+        assert accepted is None
+    else:
+        assert accepted is not None and "permessage-deflate" in accepted
