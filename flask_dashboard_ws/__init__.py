@@ -3,7 +3,7 @@
 from marshmallow import ValidationError
 
 from .config import ConfigError
-from .envelope import EnvelopeSchema
+from .envelope import EnvelopeSchema, EventTooLarge
 from .events import EventType, UnknownEventType
 from .extension import DashboardRealtime
 from .queue import QueueUnavailable
@@ -25,6 +25,7 @@ __all__ = [
     "DashboardSummarySchema",
     "DashboardViewSchema",
     "EnvelopeSchema",
+    "EventTooLarge",
     "EventType",
     "PartialPartsMocSchema",
     "QueueUnavailable",

@@ -105,6 +105,17 @@ def test_valid_cors_origins(value):
         ("DASHBOARD_WS_GC_FREEZE_INTERVAL", True),
         ("DASHBOARD_WS_GC_RECLAIM_INTERVAL", None),
         ("DASHBOARD_WS_GC_RECLAIM_INTERVAL", float("inf")),
+        ("DASHBOARD_WS_GC_FREEZE_INTERVAL", "Auto"),
+        ("DASHBOARD_WS_COMPRESSION", "yes"),
+        ("DASHBOARD_WS_AUTH_TIMEOUT", 0),
+        ("DASHBOARD_WS_AUTH_TIMEOUT", None),
+        ("DASHBOARD_WS_MAX_CLIENT_EVENTS", -1),
+        ("DASHBOARD_WS_MAX_CLIENT_EVENTS", True),
+        ("DASHBOARD_WS_MAX_INBOUND_BYTES", 100),
+        ("DASHBOARD_WS_MAX_EVENT_BYTES", "64k"),
+        ("DASHBOARD_WS_MAX_OUTGOING_BYTES", 1.5e6),
+        ("DASHBOARD_WS_MAX_SOCKETS_PER_USER", 0),
+        ("DASHBOARD_WS_SOCKETIO_OPTIONS", {"max_http_buffer_size": 10_000_000}),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_key(key: str, value: Any):
@@ -144,3 +155,18 @@ def test_init_app_without_jwt_manager_raises():
     with pytest.raises(ConfigError, match="JWTManager"):
         DashboardRealtime(app)
     assert "dashboard_ws" not in app.extensions
+
+
+@pytest.mark.parametrize(("mode", "interval"), [("eventlet", 0.2), ("gevent", 0.2), ("threading", None)])
+def test_the_auto_gc_freeze_interval_is_on_only_in_the_green_thread_modes(mode, interval):
+    app = Flask("auto_gc")
+    assert load_settings(app).gc_freeze_interval_for(mode) == interval
+    app.config["DASHBOARD_WS_GC_FREEZE_INTERVAL"] = None
+    assert load_settings(app).gc_freeze_interval_for(mode) is None
+    app.config["DASHBOARD_WS_GC_FREEZE_INTERVAL"] = 1
+    assert load_settings(app).gc_freeze_interval_for(mode) == 1.0
+
+
+def test_an_owned_option_names_the_key_to_set_instead(make_app):
+    with pytest.raises(ConfigError, match="set DASHBOARD_WS_MAX_INBOUND_BYTES instead"):
+        make_app(DASHBOARD_WS_SOCKETIO_OPTIONS={"max_http_buffer_size": 10_000_000})

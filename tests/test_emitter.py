@@ -4,6 +4,7 @@ from marshmallow import ValidationError
 from structlog.testing import capture_logs
 
 from flask_dashboard_ws import UnknownEventType
+from flask_dashboard_ws.envelope import EventTooLarge
 
 THEMES = [{"theme": "Castle", "mocCount": 2, "setCount": 1}]
 
@@ -200,3 +201,21 @@ def test_an_integer_user_id_reaches_the_string_room(make_app, mint):
         envelope = h.dashboard.emit_error(42, "X", "m")
     assert h.received(client) == [("dashboard:error", envelope)]
     assert events(logs, "event_emitted")[0]["user_id"] == "42"
+
+
+def test_an_event_over_the_size_limit_is_refused_naming_the_limit_and_nothing_is_sent(make_app):
+    h = make_app(DASHBOARD_WS_MAX_EVENT_BYTES=2048)
+    client = h.client(h.token("alice"))
+    with capture_logs() as logs, h.app.app_context():
+        with pytest.raises(EventTooLarge, match=r"over DASHBOARD_WS_MAX_EVENT_BYTES \(2048 bytes\)") as raised:
+            h.dashboard.emit_error("alice", "BIG", "x" * 2048)
+        assert isinstance(raised.value, ValidationError)  # caught by the app's ValidationError handlers too
+        envelope = h.dashboard.emit_error("alice", "SMALL", "x" * 1800)  # under the limit, enveloped
+    assert h.received(client) == [("dashboard:error", envelope)]
+    assert [entry["event_id"] for entry in events(logs, "event_emitted")] == [envelope["eventId"]]
+
+
+def test_the_size_counts_non_ascii_as_sent_escaped(make_app):
+    h = make_app(DASHBOARD_WS_MAX_EVENT_BYTES=2048)
+    with h.app.app_context(), pytest.raises(EventTooLarge):
+        h.dashboard.emit_error("alice", "WIDE", "é" * 400)  # 400 characters, 2,400 bytes as \u00e9 escapes

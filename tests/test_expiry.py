@@ -167,3 +167,29 @@ def test_an_expiring_connection_is_ended_by_the_watcher(harness, mint, monkeypat
     assert [packet["args"][0]["payload"]["code"] for packet in short.queue + long.queue] == ["TOKEN_EXPIRED"] * 2
     assert harness.state.connections == {}
     assert harness.user_rooms() == set()
+
+
+def test_an_unwatched_socket_is_never_ended_and_leaves_no_entry(watcher):
+    watcher.watcher.watch("gone", 1001.0)
+    watcher.watcher.watch("stays", 1002.0)
+    watcher.watcher.unwatch("gone")
+    watcher.watcher.unwatch("never-watched")  # a socket without an exp claim
+    assert len(watcher.watcher) == 1
+    run_tasks(watcher.tasks)
+    assert [sid for sid, _, _ in watcher.expired] == ["stays"]
+    assert len(watcher.watcher) == 0
+
+
+def test_reconnect_churn_does_not_grow_the_heap(watcher):
+    for number in range(10_000):  # each reconnect watches a new sid and unwatches the old one
+        watcher.watcher.watch(f"sid-{number}", FAR_FUTURE)
+        watcher.watcher.unwatch(f"sid-{number - 1}")
+    assert len(watcher.watcher) == 1
+    assert len(watcher.watcher._heap) <= 2 + expiry._STALE_SLACK
+
+
+def test_a_disconnect_unwatches_the_socket(harness, mint):
+    client = harness.client(mint(exp=FAR_FUTURE))
+    assert len(harness.state.expiry) == 1
+    client.disconnect(namespace=NS)
+    assert len(harness.state.expiry) == 0

@@ -145,3 +145,25 @@ def test_emits_to_a_user_without_sockets_go_nowhere(harness):
     with harness.app.app_context():
         harness.dashboard.emit_error("alice", "X", "m")
     assert harness.received(bob) == []
+
+
+def test_disconnect_user_tells_then_disconnects_every_socket_of_that_user_only(harness):
+    alice_tabs = [harness.client(harness.token("alice")), harness.client(harness.token("alice"))]
+    bob = harness.client(harness.token("bob"))
+    with harness.app.app_context():
+        envelope = harness.dashboard.disconnect_user("alice", "Signed out.")
+    assert envelope["payload"] == {"code": "SESSION_ENDED", "message": "Signed out."}
+    # The test client keeps no packets once disconnected; the live test checks that the event came first.
+    assert not any(tab.is_connected(NS) for tab in alice_tabs)
+    assert harness.room("user:alice") == set() and harness.state.connections.keys() == {harness.sid(bob)}
+    assert bob.is_connected(NS) and harness.received(bob) == []
+
+
+def test_the_sockets_of_a_user_are_capped_per_process(make_app):
+    h = make_app(DASHBOARD_WS_MAX_SOCKETS_PER_USER=2)
+    first, second = h.client(h.token("alice")), h.client(h.token("alice"))
+    third = h.client(h.token("alice"))
+    assert first.is_connected(NS) and second.is_connected(NS) and not third.is_connected(NS)
+    assert h.client(h.token("bob")).is_connected(NS)  # the cap is per user
+    first.disconnect(namespace=NS)
+    assert h.client(h.token("alice")).is_connected(NS)
