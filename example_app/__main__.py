@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         print("socket.io-client is missing: run `npm ci --prefix example_app` first.", file=sys.stderr)
     logins = ", ".join(f"{user} / {password}" for user, password in DEMO_USERS.items())
     print(f"MOC dashboard: http://127.0.0.1:{args.port}/  (demo logins: {logins})", flush=True)
-    realtime.socketio.run(app, host="127.0.0.1", port=args.port)
+    realtime.run(app, host="127.0.0.1", port=args.port)
 
 
 if __name__ == "__main__":
