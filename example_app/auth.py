@@ -8,11 +8,16 @@ import sqlalchemy as sa
 from flask import Blueprint, request
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt_identity, jwt_required
 
-from .extensions import db, jwt
+from flask_dashboard_ws import QueueUnavailable
+
+from .extensions import db, jwt, realtime
 from .models import User
 from .schemas import LoginSchema
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+# What the user's other open dashboards show (the ``message`` of their ``dashboard:error`` SESSION_ENDED).
+SIGNED_OUT_MESSAGE = "You signed out in another tab or window. Please sign in again."
 
 
 @jwt.user_lookup_loader
@@ -39,3 +44,25 @@ def login() -> Any:
 @jwt_required(refresh=True)
 def refresh() -> dict[str, str]:
     return {"accessToken": create_access_token(get_jwt_identity())}
+
+
+@bp.post("/logout")
+@jwt_required()
+def logout() -> Any:
+    """Sign out: end every live dashboard socket of the user, in every process of the app.
+
+    This app keeps no token blocklist, so the access and refresh tokens themselves stay valid until they
+    expire; the page forgets its own. That is why the sockets must be ended here: a socket's token is checked
+    when it connects, so an open socket would otherwise keep receiving the user's events until that token
+    expires. Each socket first gets ``dashboard:error`` with code ``SESSION_ENDED``, then a disconnect that
+    the official client does not retry. A tab that is offline at this moment is not reached, and may
+    connect again with the tokens it still holds.
+
+    204 once done; 503 when the message queue did not take it (this process's sockets are ended, those of
+    the other processes may not be).
+    """
+    try:
+        realtime.disconnect_user(get_jwt_identity(), SIGNED_OUT_MESSAGE)
+    except QueueUnavailable:
+        return {"errors": {"_schema": ["Signed out here, but other open dashboards may stay live for now."]}}, 503
+    return "", 204

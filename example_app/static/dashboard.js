@@ -16,6 +16,8 @@ const SETTINGS = {
 const RECENT_LIMIT = 10;
 const SEEN_EVENTS_KEPT = 500;
 const SESSION_ENDED = "Your session has ended. Please sign in again.";
+const TOO_MANY_TABS = "Too many open dashboard tabs; close some and reload.";
+const SIGN_OUT_TIMEOUT = 5000; // ms the sign-out request may take before the page signs out anyway
 
 const BUILD_LABELS = { ADDED: "Added", IN_PROGRESS: "In progress", BUILT: "Built" };
 const COVERAGE_LABELS = { FULL_INVENTORY: "All parts", PARTIAL_ORDERED: "Some, rest ordered", NONE: "No parts yet" };
@@ -25,6 +27,7 @@ const CONNECTION_LABELS = {
   connected: "Live",
   reconnecting: "Reconnecting…",
   degraded: "Offline – polling",
+  refused: "Not live",
   "signed-out": "Signed out",
 };
 
@@ -148,7 +151,11 @@ const EVENTS = {
   "dashboard:error": {
     valid: (p) => isObject(p) && isText(p.code) && typeof p.message === "string",
     // TOKEN_EXPIRED is followed by a disconnect, which onDisconnect answers with a fresh token.
-    apply: (error) => console.info("dashboard: server says", error.code, error.message),
+    // SESSION_ENDED (the user signed out elsewhere) is too, but it is final: sign out here as well.
+    apply: (error) => {
+      console.info("dashboard: server says", error.code, error.message);
+      if (error.code === "SESSION_ENDED") signOut(error.message || SESSION_ENDED);
+    },
   },
 };
 
@@ -168,8 +175,10 @@ function onEvent(name, envelope) {
   seenEventIds.add(envelope.eventId);
   if (seenEventIds.size > SEEN_EVENTS_KEPT) seenEventIds.delete(seenEventIds.values().next().value);
 
-  if (held) held.push([event.apply, envelope.payload]);
-  else if (view || name === "dashboard:error") event.apply(envelope.payload);
+  // An error is acted on at once: it must not wait for a fetch in flight, nor be lost without a view.
+  if (name === "dashboard:error") event.apply(envelope.payload);
+  else if (held) held.push([event.apply, envelope.payload]);
+  else if (view) event.apply(envelope.payload);
 }
 
 // ---- the live connection -------------------------------------------------------------------------------
@@ -199,6 +208,7 @@ function onConnect() {
   failedAttempts = 0;
   authRetried = false;
   leaveDegradedMode();
+  $("#refused-banner").hidden = true;
   setConnection("connected");
   loadView(); // events missed while away are in the fresh view; the ones arriving meanwhile wait for it
 }
@@ -213,6 +223,16 @@ async function onConnectError(error) {
     }
     authRetried = renewal === "renewed"; // unreachable: try again once the server answers
     socket?.connect();
+    return;
+  }
+  if (error.data?.code === "TOO_MANY_CONNECTIONS") {
+    // The user has the most sockets the server allows: retrying would only be refused again. Show the
+    // dashboard as it is now, without live updates, until the user closes tabs and reloads.
+    leaveDegradedMode();
+    setConnection("refused");
+    $("#refused-banner").textContent = TOO_MANY_TABS;
+    $("#refused-banner").hidden = false;
+    loadView();
     return;
   }
   // The server is unreachable: Socket.IO keeps retrying with backoff; show what we have meanwhile.
@@ -265,6 +285,7 @@ function signOut(message = "") {
   socket?.disconnect();
   socket = null;
   leaveDegradedMode();
+  $("#refused-banner").hidden = true;
   tokens.clear();
   loads += 1; // a fetch still in flight must not show the dashboard again
   view = null;
@@ -295,7 +316,38 @@ $("#login-form").addEventListener("submit", async (event) => {
   start();
 });
 
-$("#sign-out").addEventListener("click", () => signOut());
+// Signing out ends the user's live sockets everywhere (other tabs then get SESSION_ENDED and sign out too);
+// the tokens stay valid until they expire, so this tab forgets its own. Best effort: if the server cannot
+// be told, this tab signs out all the same.
+async function endSession() {
+  const send = () => fetch("/api/auth/logout", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${tokens.access}` },
+    signal: AbortSignal.timeout(SIGN_OUT_TIMEOUT),
+  });
+  try {
+    let response = await send();
+    if ((response.status === 401 || response.status === 422) && (await refreshAccessToken()) === "renewed") {
+      response = await send(); // an expired access token: the user's other tabs may still be live
+    }
+    if (!response.ok) console.warn("dashboard: sign-out was not confirmed by the server:", response.status);
+  } catch (error) {
+    console.warn("dashboard: could not tell the server about the sign-out", error);
+  }
+}
+
+$("#sign-out").addEventListener("click", async () => {
+  const button = $("#sign-out");
+  button.disabled = true;
+  socket?.disconnect(); // this tab's own socket closes first: SESSION_ENDED is for the others
+  socket = null;
+  try {
+    if (tokens.access) await endSession();
+  } finally {
+    button.disabled = false;
+    signOut();
+  }
+});
 
 // ---- writes --------------------------------------------------------------------------------------------
 

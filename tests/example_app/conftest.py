@@ -241,18 +241,29 @@ class ApiClient:
         return response.json()
 
 
+# What DashboardSocket.next_event() returns once the socket has been disconnected: (DISCONNECTED, reason).
+DISCONNECTED = "disconnect"
+
+
 class DashboardSocket:
-    """A python-socketio client on ``/dashboard`` that keeps every event it receives, in order."""
+    """A python-socketio client on ``/dashboard`` that keeps every event it receives, in order.
+
+    Its disconnect is kept in the same queue, after the events that came before it, as ``(DISCONNECTED,
+    reason)``: python-socketio's client handles both on one thread, in the order the server sent them.
+    """
 
     def __init__(self, server: ExampleServer, token: str) -> None:
-        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.client = socketio.Client(reconnection=False)
         self.client.on("*", lambda event, envelope: self.events.put((event, envelope)), namespace=NAMESPACE)
+        self.client.on(
+            "disconnect", lambda reason=None: self.events.put((DISCONNECTED, reason)), namespace=NAMESPACE
+        )
         self.client.connect(
             server.url, namespaces=[NAMESPACE], transports=["websocket"], auth={"token": token}, wait_timeout=10
         )
 
-    def next_event(self, timeout: float = 10) -> tuple[str, dict[str, Any]]:
+    def next_event(self, timeout: float = 10) -> tuple[str, Any]:
         try:
             return self.events.get(timeout=timeout)
         except queue.Empty:

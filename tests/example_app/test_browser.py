@@ -14,9 +14,12 @@ from datetime import timedelta
 import jwt
 import pytest
 
+from tests.example_app.conftest import wait_until
+
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 SIGN_IN_AGAIN = "Your session has ended. Please sign in again."
+TOO_MANY_TABS = "Too many open dashboard tabs; close some and reload."
 SOCKET_IO = re.compile(r"/socket\.io/")
 
 
@@ -236,3 +239,79 @@ def test_unknown_malformed_and_duplicate_events_are_handled(server, open_tab, us
     expect(tab.recent_titles.last).not_to_have_text("Lakeside Watchtower")
     expect(tab.connection).to_have_attribute("data-state", "connected")
     assert len(routes) == 1
+
+
+def test_signing_out_signs_out_the_users_other_tabs_and_nobody_elses(server, open_tab, user, expect):
+    from example_app.auth import SIGNED_OUT_MESSAGE
+
+    alice_tab, other_alice_tab, bob_tab = open_tab(server), open_tab(server), open_tab(server)
+    for tab, username in ((alice_tab, "alice"), (other_alice_tab, "alice"), (bob_tab, "bob")):
+        tab.sign_in(username)
+        expect(tab.connection).to_have_attribute("data-state", "connected")
+
+    alice_tab.page.click("#sign-out")
+
+    expect(alice_tab.page.locator("#login")).to_be_visible()
+    expect(alice_tab.page.locator("#login-message")).to_be_empty()  # its own socket closed before the request
+    assert alice_tab.requests["/api/auth/logout"] == 1
+    # The other tab got SESSION_ENDED and signed out at once: no token renewal, no reconnect.
+    expect(other_alice_tab.page.locator("#login")).to_be_visible()
+    expect(other_alice_tab.page.locator("#login-message")).to_have_text(SIGNED_OUT_MESSAGE)
+    expect(other_alice_tab.page.locator("#dashboard")).to_be_hidden()
+    for tab in (alice_tab, other_alice_tab):
+        assert tab.connection_states()[-2:] == ["connected", "signed-out"]
+        assert tab.page.evaluate("sessionStorage.length") == 0
+        assert tab.requests["/api/auth/refresh"] == 0
+        assert tab.websockets == 1
+    # Bob's page is still live.
+    user("bob").add_wishlist_item("Millennium Falcon")
+    expect(bob_tab.summary("totalWishlistItems")).to_have_text("2")
+    expect(bob_tab.connection).to_have_attribute("data-state", "connected")
+    assert bob_tab.websockets == 1
+
+
+def test_signing_out_works_when_the_server_cannot_be_told(server, open_tab, expect):
+    tab = open_tab(server)
+    tab.sign_in("alice")
+    expect(tab.connection).to_have_attribute("data-state", "connected")
+    tab.page.route("**/api/auth/logout", lambda route: route.abort())
+
+    tab.page.click("#sign-out")
+
+    expect(tab.page.locator("#login")).to_be_visible()
+    expect(tab.connection).to_have_attribute("data-state", "signed-out")
+    assert tab.page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_tab_beyond_the_per_user_cap_says_so_and_connects_after_a_reload(start_server, open_tab, expect):
+    server = start_server(FLASK_DASHBOARD_WS_MAX_SOCKETS_PER_USER="1")
+    first, second = open_tab(server), open_tab(server)
+    first.sign_in("alice")
+    expect(first.connection).to_have_attribute("data-state", "connected")
+
+    second.sign_in("alice")
+
+    refused = second.page.locator("#refused-banner")
+    expect(refused).to_be_visible()
+    expect(refused).to_have_text(TOO_MANY_TABS)
+    expect(second.connection).to_have_attribute("data-state", "refused")
+    expect(second.connection).to_have_text("Not live")
+    expect(second.summary("totalMocs")).to_have_text("8")  # the dashboard as it is, over REST
+    expect(second.page.locator("#login")).to_be_hidden()  # not taken for a refused token
+    assert second.requests["/api/auth/refresh"] == 0
+    assert second.connection_states() == ["signed-out", "connecting", "refused"]
+    expect(first.connection).to_have_attribute("data-state", "connected")
+
+    # As the message says: close a tab and reload. The server may take a moment to see the tab go.
+    first.page.close()
+
+    def reloaded_and_live() -> bool:
+        second.page.reload()
+        try:
+            expect(second.connection).to_have_attribute("data-state", "connected", timeout=2_000)
+        except AssertionError:
+            return False
+        return True
+
+    wait_until(reloaded_and_live, 20, "the reloaded tab did not connect after the other one closed")
+    expect(refused).to_be_hidden()

@@ -8,6 +8,9 @@ later write's event must be the next one a socket receives.
 from __future__ import annotations
 
 import pytest
+import socketio
+
+from tests.example_app.conftest import DISCONNECTED, NAMESPACE, ApiClient, DashboardSocket
 
 pytestmark = pytest.mark.live
 
@@ -15,6 +18,7 @@ SUMMARY = "dashboard:summaryUpdated"
 RECENT = "dashboard:recentMocAdded"
 THEMES = "dashboard:themeBreakdownUpdated"
 PARTIAL = "dashboard:partialPartsUpdated"
+ERROR = "dashboard:error"
 
 
 def expect_marker(client, sock, name):
@@ -124,3 +128,46 @@ def test_failed_writes_emit_nothing(user, dashboard_socket):
     assert bob.dashboard()["summary"]["mocsByBuildStatus"]["BUILT"] == 1
     expect_marker(alice, alice_tab, "Alice's marker set")
     expect_marker(bob, bob_tab, "Bob's marker set")
+
+
+def test_signing_out_ends_the_users_sockets_and_nobody_elses(user, dashboard_socket):
+    from example_app.auth import SIGNED_OUT_MESSAGE
+
+    alice, bob = user("alice"), user("bob")
+    alice_tabs = [dashboard_socket(alice), dashboard_socket(alice)]
+    bob_tab = dashboard_socket(bob)
+
+    response = alice.request("POST", "/api/auth/logout")
+
+    assert response.status_code == 204, response.text
+    for tab in alice_tabs:
+        event, envelope = tab.next_event()
+        assert (event, envelope["type"]) == (ERROR, ERROR)
+        assert envelope["payload"] == {"code": "SESSION_ENDED", "message": SIGNED_OUT_MESSAGE}
+        assert tab.next_event() == (DISCONNECTED, socketio.Client.reason.SERVER_DISCONNECT)
+        assert not tab.client.connected
+    # Bob's socket got neither: his own next write is the very next thing it receives.
+    expect_marker(bob, bob_tab, "Bob's marker set")
+    assert bob_tab.client.connected
+
+
+def test_a_socket_beyond_the_per_user_cap_is_refused_with_its_code(start_server):
+    server = start_server(FLASK_DASHBOARD_WS_MAX_SOCKETS_PER_USER="1")
+    alice, bob = ApiClient(server, "alice"), ApiClient(server, "bob")
+    sockets = [DashboardSocket(server, alice.token)]
+    refusals = []
+    extra = socketio.Client(reconnection=False)
+    extra.on("connect_error", refusals.append, namespace=NAMESPACE)
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            extra.connect(server.url, namespaces=[NAMESPACE], transports=["websocket"],
+                          auth={"token": alice.token}, wait_timeout=10)
+        sockets.append(DashboardSocket(server, bob.token))  # the cap is per user
+
+        # What socket.io-client's connect_error gives the page as err.message and err.data.
+        assert refusals == [{"message": "Too many connections", "data": {"code": "TOO_MANY_CONNECTIONS", "limit": 1}}]
+        expect_marker(alice, sockets[0], "Alice's marker set")  # the first one is still live
+    finally:
+        extra.disconnect()
+        for sock in sockets:
+            sock.close()

@@ -71,6 +71,42 @@ def test_refresh_token_renews_the_access_token_and_only_it_does(client):
     assert client.get("/api/dashboard", headers=bearer(tokens["refreshToken"])).status_code == 422
 
 
+def test_logout_needs_the_access_token_and_ends_the_users_sockets(client, monkeypatch):
+    from example_app.auth import SIGNED_OUT_MESSAGE
+    from example_app.extensions import realtime
+
+    ended = []
+    monkeypatch.setattr(realtime, "disconnect_user", lambda user_id, reason: ended.append((user_id, reason)))
+    tokens = sign_in(client).json
+
+    signed_out = client.post("/api/auth/logout", headers=bearer(tokens["accessToken"]))
+    with_refresh_token = client.post("/api/auth/logout", headers=bearer(tokens["refreshToken"]))
+    without_token = client.post("/api/auth/logout")
+
+    assert (signed_out.status_code, signed_out.data) == (204, b"")
+    assert (with_refresh_token.status_code, without_token.status_code) == (422, 401)
+    assert ended == [("1", SIGNED_OUT_MESSAGE)]
+
+
+def test_logout_with_no_sockets_open_succeeds(client, alice):
+    assert client.post("/api/auth/logout", headers=alice).status_code == 204
+
+
+def test_logout_reports_a_message_queue_outage(client, alice, monkeypatch):
+    from example_app.extensions import realtime
+    from flask_dashboard_ws import QueueUnavailable
+
+    def unavailable(user_id, reason):
+        raise QueueUnavailable("Redis is down")
+
+    monkeypatch.setattr(realtime, "disconnect_user", unavailable)
+
+    response = client.post("/api/auth/logout", headers=alice)
+
+    assert response.status_code == 503
+    assert response.json["errors"]["_schema"] == ["Signed out here, but other open dashboards may stay live for now."]
+
+
 def test_dashboard_needs_a_valid_token(app, client):
     from flask_jwt_extended import create_access_token
 
