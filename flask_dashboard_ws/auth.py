@@ -32,6 +32,10 @@ TOKEN_EXPIRED = "token_expired"
 TOKEN_REVOKED = "token_revoked"
 WRONG_TOKEN_TYPE = "wrong_token_type"
 
+# PyJWT 2.10+ refuses a ``sub`` that is not a string (``create_access_token(42)`` makes one), as ``jwt_required``
+# then does; flask-jwt-extended's ``JWT_VERIFY_SUB = False`` turns that check off. Older PyJWT has no such check.
+_SUBJECT_NOT_A_STRING = getattr(jwt.exceptions, "InvalidSubjectError", ())
+
 
 class AuthFailed(Exception):
     """The handshake carries no usable access token; ``reason`` is what the client is told."""
@@ -84,14 +88,31 @@ def _check_cookie_origin(allowed_origins: Iterable[str]) -> None:
     """Refuse a cookie sent from another site's page (cross-site WebSocket hijacking).
 
     Browsers always send ``Origin`` on a WebSocket handshake; a request without one is either a
-    same-origin polling request or not from a browser, and neither can be hijacked.
+    same-origin polling request or not from a browser, and neither can be hijacked. The app's own origin is
+    the scheme and host the app trusts (behind a proxy, what werkzeug's ``ProxyFix`` made of the proxy's
+    headers), whole: an ``http://`` page of the same host is not the ``https://`` app.
     """
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin in allowed_origins:
         return
-    same_origin = request.host_url.rstrip("/")
-    if origin != same_origin and origin not in allowed_origins:
+    _check_forwarded_proto()
+    if origin != f"{request.scheme}://{request.host}":
         raise AuthFailed(TOKEN_INVALID, "cookie sent from an origin that is not allowed")
+
+
+def _check_forwarded_proto() -> None:
+    """Refuse when the proxy's ``X-Forwarded-Proto`` is not the scheme the app sees: the app does not trust it.
+
+    Any client can send that header, so it may refuse a cookie but never admit one. Behind a TLS-terminating
+    proxy without ``ProxyFix`` the app sees ``http``, and its "own" origin would be the ``http://`` one.
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()  # as engine.io reads it
+    if forwarded and forwarded != request.scheme:
+        raise AuthFailed(
+            TOKEN_INVALID,
+            f"X-Forwarded-Proto is not the app's scheme ({request.scheme}): "
+            "wrap app.wsgi_app in werkzeug's ProxyFix(x_proto=1) after init_app",
+        )
 
 
 def verify_token(token: str) -> Identity:
@@ -101,6 +122,9 @@ def verify_token(token: str) -> Identity:
         header = _verified_header(token)
     except jwt.ExpiredSignatureError:
         raise AuthFailed(TOKEN_EXPIRED) from None
+    except _SUBJECT_NOT_A_STRING:
+        detail = "sub claim is not a string, which PyJWT refuses unless JWT_VERIFY_SUB is False"
+        raise AuthFailed(TOKEN_INVALID, detail) from None
     except Exception as exc:  # any decode failure, including the app's decode_key_loader raising
         raise AuthFailed(TOKEN_INVALID, type(exc).__name__) from None
     if claims.get("type") != "access":

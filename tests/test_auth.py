@@ -1,14 +1,26 @@
+import json
 import time
 from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
+from flask import Flask
+from flask_jwt_extended import JWTManager, get_jwt_identity, jwt_required
 from structlog.testing import capture_logs
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from flask_dashboard_ws import DashboardRealtime
 from flask_dashboard_ws.auth import AuthFailed, Identity, find_token, verify_token
+from tests.conftest import SECRET, Harness
 
 NS = "/dashboard"
 COOKIES = {"JWT_TOKEN_LOCATION": ["headers", "cookies"]}
+# For connect_by_polling: no engine.io task that watches the sockets, which would outlive the test.
+POLLING = {"DASHBOARD_WS_SOCKETIO_OPTIONS": {"monitor_clients": False}}
+NOT_ALLOWED = "cookie sent from an origin that is not allowed"
+PROXY_NOT_TRUSTED = ("X-Forwarded-Proto is not the app's scheme (http): "
+                     "wrap app.wsgi_app in werkzeug's ProxyFix(x_proto=1) after init_app")
+SUB_NOT_A_STRING = "sub claim is not a string, which PyJWT refuses unless JWT_VERIFY_SUB is False"
 
 
 def reason(call, *args):
@@ -37,6 +49,47 @@ def connected_user(h, client):
 
 def auth_failures(logs):
     return [entry["reason"] for entry in logs if entry["event"] == "auth_failed"]
+
+
+def cookie(token):
+    return {"Cookie": f"access_token_cookie={token}"}
+
+
+def failure_detail(logs):
+    [detail] = [entry["detail"] for entry in logs if entry["event"] == "auth_failed"]
+    return detail
+
+
+def connect_by_polling(h, headers=None, auth=None, query_string=""):
+    """Connect as a long-polling client through the app's whole WSGI stack (``app.wsgi_app``: a ``ProxyFix``
+    around it, Flask-SocketIO's middleware, engine.io's own Origin check), which the Socket.IO test client skips.
+
+    Returns the HTTP status of the engine.io handshake (400 when engine.io refused the Origin) and the user
+    whose room the socket joined, or None when the namespace refused it (and the server closed the session).
+    A connected client then closes its session.
+    """
+    http = h.app.test_client(use_cookies=False)  # with its cookie jar, werkzeug's client drops a Cookie header
+    url = f"/socket.io/?EIO=4&transport=polling{query_string}"
+    opened = http.get(url, headers=headers)
+    if opened.status_code != 200:
+        return opened.status_code, None
+    url += f"&sid={json.loads(opened.get_data(as_text=True)[1:])['sid']}"
+    http.post(url, data=f"40{NS},{json.dumps(auth) if auth else ''}", headers=headers)
+    answer = http.get(url, headers=headers).get_data(as_text=True)
+    if not answer.startswith(f"40{NS},"):
+        return 200, None
+    user = h.state.connections[json.loads(answer[len(f"40{NS},"):])["sid"]].user_id
+    http.post(url, data="1", headers=headers)  # the client's CLOSE packet
+    return 200, user
+
+
+def polling_outcome(h, headers):
+    """The user, ``"engine.io: <status>"`` when engine.io refused the handshake, or the auth_failed detail."""
+    with capture_logs() as logs:
+        status, user = connect_by_polling(h, headers)
+    if status != 200:
+        return f"engine.io: {status}"
+    return user or failure_detail(logs)
 
 
 # --- where the token comes from ---------------------------------------------------------------------------
@@ -150,6 +203,84 @@ def test_cookie_origin(make_app, cors, origin, accepted):
         client = h.client(headers=headers)
     assert connected_user(h, client) == ("alice" if accepted else None)
     assert auth_failures(logs) == ([] if accepted else ["token_invalid"])
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "origin", "refusal"),
+    [
+        # The proxy says https, the app sees http: it does not trust its proxy, so it cannot tell its own origin.
+        ("https", "https://localhost", PROXY_NOT_TRUSTED),
+        ("https", "http://localhost", PROXY_NOT_TRUSTED),
+        ("https", "https://evil.example", PROXY_NOT_TRUSTED),
+        ("https, http", "https://localhost", PROXY_NOT_TRUSTED),  # the first value, as engine.io reads it
+        # A plain-HTTP proxy.
+        ("http", "http://localhost", None),
+        ("http", "https://localhost", NOT_ALLOWED),
+        ("http", "https://evil.example", NOT_ALLOWED),
+    ],
+)
+def test_cookie_origin_behind_a_proxy(make_app, forwarded, origin, refusal):
+    # The Socket.IO test client's requests are http://localhost; see the next tests for ProxyFix.
+    h = make_app(**COOKIES)
+    with capture_logs() as logs:
+        client = h.client(headers={"Origin": origin, "X-Forwarded-Proto": forwarded, **cookie(h.token())})
+    if refusal is None:
+        assert connected_user(h, client) == "alice"
+    else:
+        assert connected_user(h, client) is None
+        assert failure_detail(logs) == refusal
+
+
+def test_a_listed_origin_needs_no_trusted_proxy(make_app):
+    h = make_app(DASHBOARD_WS_CORS_ALLOWED_ORIGINS=["https://app.example.com"], **COOKIES)
+    headers = {"Origin": "https://app.example.com", "X-Forwarded-Proto": "https", **cookie(h.token())}
+    assert connected_user(h, h.client(headers=headers)) == "alice"
+
+
+@pytest.mark.parametrize(
+    ("proxy_fix", "cors", "origin", "outcome"),
+    [
+        # With ProxyFix the app's origin is https://localhost for engine.io and for the cookie check alike.
+        (True, None, "https://localhost", "alice"),
+        (True, None, "http://localhost", "engine.io: 400"),
+        (True, None, "https://evil.example", "engine.io: 400"),
+        # "*": engine.io admits any origin, the cookie check only the app's own, whole.
+        (True, "*", "https://localhost", "alice"),
+        (True, "*", "http://localhost", NOT_ALLOWED),  # an http:// page is not the https:// app
+        (True, "*", "https://localhost:8443", NOT_ALLOWED),
+        (True, "*", "https://evil.example", NOT_ALLOWED),
+        # Without it engine.io admits both schemes (it reads X-Forwarded-Proto itself); the cookie check does not.
+        (False, None, "https://localhost", PROXY_NOT_TRUSTED),
+        (False, None, "http://localhost", PROXY_NOT_TRUSTED),
+    ],
+)
+def test_cookie_origin_behind_a_tls_proxy_with_proxy_fix(make_app, proxy_fix, cors, origin, outcome):
+    h = make_app(DASHBOARD_WS_CORS_ALLOWED_ORIGINS=cors, **COOKIES, **POLLING)
+    if proxy_fix:
+        h.app.wsgi_app = ProxyFix(h.app.wsgi_app, x_proto=1)
+    assert polling_outcome(h, {"Origin": origin, "X-Forwarded-Proto": "https", **cookie(h.token())}) == outcome
+
+
+@pytest.mark.parametrize(("x_host", "outcome"), [(1, "alice"), (0, NOT_ALLOWED)])
+def test_a_proxy_that_changes_host_needs_proxy_fix_x_host(make_app, x_host, outcome):
+    # engine.io admits X-Forwarded-Host's origin either way; the cookie check only when ProxyFix trusts it.
+    h = make_app(**COOKIES, **POLLING)
+    h.app.wsgi_app = ProxyFix(h.app.wsgi_app, x_proto=1, x_host=x_host)
+    headers = {"Host": "127.0.0.1:8001", "X-Forwarded-Host": "dash.example.com", "X-Forwarded-Proto": "https",
+               "Origin": "https://dash.example.com", **cookie(h.token())}
+    assert polling_outcome(h, headers) == outcome
+
+
+def test_proxy_fix_must_wrap_the_socketio_middleware(mint):
+    # Wrapped before init_app, ProxyFix only sees the app's other requests: Flask-SocketIO's middleware,
+    # which init_app puts around app.wsgi_app, answers /socket.io/ itself.
+    app = Flask("dashboard_test_app")
+    app.config.update(TESTING=True, JWT_SECRET_KEY=SECRET, DASHBOARD_WS_ASYNC_MODE="threading", **COOKIES, **POLLING)
+    jwt = JWTManager(app)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)
+    h = Harness(app=app, jwt=jwt, dashboard=DashboardRealtime(app))
+    headers = {"Origin": "https://localhost", "X-Forwarded-Proto": "https", **cookie(mint())}
+    assert polling_outcome(h, headers) == PROXY_NOT_TRUSTED
 
 
 @pytest.mark.parametrize("source", ["auth", "query_string", "header"])
@@ -320,9 +451,40 @@ def test_an_integer_identity_becomes_a_string(make_app, mint):
     assert connected_user(h, client) == "42"
 
 
-def test_an_integer_sub_when_the_app_allows_it(make_app):
-    h = make_app(JWT_VERIFY_SUB=False)
-    assert verify(h, h.token(7)).user_id == "7"
+@pytest.mark.parametrize(
+    ("config", "make_token", "user_id"),
+    [
+        # PyJWT 2.10+ refuses a sub that is not a string, and create_access_token(42) makes one.
+        ({}, lambda h, mint: h.token(42), None),
+        ({}, lambda h, mint: mint(sub=42), None),
+        ({}, lambda h, mint: h.token("42"), "42"),
+        ({"JWT_VERIFY_SUB": False}, lambda h, mint: h.token(42), "42"),
+        ({"JWT_VERIFY_SUB": False}, lambda h, mint: mint(sub=42), "42"),
+        # Another identity claim leaves sub out of the token; a sub that is there is still checked.
+        ({"JWT_IDENTITY_CLAIM": "uid"}, lambda h, mint: h.token(42), "42"),
+        ({"JWT_IDENTITY_CLAIM": "uid"}, lambda h, mint: mint(sub=None, uid=42), "42"),
+        ({"JWT_IDENTITY_CLAIM": "uid"}, lambda h, mint: mint(sub=7, uid=42), None),
+        ({"JWT_IDENTITY_CLAIM": "uid", "JWT_VERIFY_SUB": False}, lambda h, mint: mint(sub=7, uid=42), "42"),
+    ],
+)
+def test_an_integer_identity_works_where_jwt_required_accepts_it(make_app, mint, config, make_token, user_id):
+    h = make_app(**config)
+
+    @h.app.get("/whoami")
+    @jwt_required()
+    def whoami():
+        return {"identity": get_jwt_identity()}
+
+    token = make_token(h, mint)
+    rest = h.app.test_client().get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    with capture_logs() as logs:
+        client = h.client(token)
+    assert connected_user(h, client) == user_id
+    if user_id is None:
+        assert rest.status_code == 422
+        assert auth_failures(logs) == ["token_invalid"] and failure_detail(logs) == SUB_NOT_A_STRING
+    else:
+        assert rest.status_code == 200 and str(rest.json["identity"]) == user_id
 
 
 def test_expires_at_is_the_exp_claim(harness, mint):
