@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_MAX_EVENT_BYTES": 64 * 1024,
     "DASHBOARD_WS_MAX_OUTGOING_BYTES": 1024 * 1024,
     "DASHBOARD_WS_MAX_SOCKETS_PER_USER": 20,
+    "DASHBOARD_WS_MAX_PENDING_SESSIONS": 1000,
+    "DASHBOARD_WS_HANDSHAKE_RATE": 300.0,
+    "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 30.0,
+    "DASHBOARD_WS_TRUSTED_PROXIES": 0,
 }
 
 # The freeze interval that "auto" means in the green-thread modes, where one process holds thousands of
@@ -79,6 +83,10 @@ class Settings:
     max_event_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_EVENT_BYTES"]
     max_outgoing_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_OUTGOING_BYTES"]
     max_sockets_per_user: int = DEFAULTS["DASHBOARD_WS_MAX_SOCKETS_PER_USER"]
+    max_pending_sessions: int = DEFAULTS["DASHBOARD_WS_MAX_PENDING_SESSIONS"]
+    handshake_rate: float = DEFAULTS["DASHBOARD_WS_HANDSHAKE_RATE"]
+    handshake_rate_per_address: float = DEFAULTS["DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS"]
+    trusted_proxies: int = DEFAULTS["DASHBOARD_WS_TRUSTED_PROXIES"]
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -125,6 +133,12 @@ def load_settings(app: Flask) -> Settings:
         max_event_bytes=_count("DASHBOARD_WS_MAX_EVENT_BYTES", config["DASHBOARD_WS_MAX_EVENT_BYTES"], 1024),
         max_outgoing_bytes=_count("DASHBOARD_WS_MAX_OUTGOING_BYTES", config["DASHBOARD_WS_MAX_OUTGOING_BYTES"], 1024),
         max_sockets_per_user=_count("DASHBOARD_WS_MAX_SOCKETS_PER_USER", config["DASHBOARD_WS_MAX_SOCKETS_PER_USER"], 1),
+        max_pending_sessions=_count("DASHBOARD_WS_MAX_PENDING_SESSIONS", config["DASHBOARD_WS_MAX_PENDING_SESSIONS"], 1),
+        handshake_rate=_rate("DASHBOARD_WS_HANDSHAKE_RATE", config["DASHBOARD_WS_HANDSHAKE_RATE"]),
+        handshake_rate_per_address=_rate(
+            "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS", config["DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS"]
+        ),
+        trusted_proxies=_count("DASHBOARD_WS_TRUSTED_PROXIES", config["DASHBOARD_WS_TRUSTED_PROXIES"], 0),
     )
 
 
@@ -175,6 +189,12 @@ def _count(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key} must be a whole number of at least {minimum}, got {value!r}")
     return value
+
+
+def _rate(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+        raise ConfigError(f"{key} must be a number of handshakes per second of at least 1, got {value!r}")
+    return float(value)
 
 
 def _gc_intervals(freeze: Any, reclaim: Any) -> dict[str, Any]:

@@ -16,9 +16,8 @@ from .config import ConfigError, Settings, load_settings
 from .events import EventType
 from .expiry import ExpiryWatcher
 from .limits import SessionGuard
-from .log import logger
+from .log import logger, redact_library_loggers
 from .namespace import DashboardNamespace
-from .rooms import user_room
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
 EXTENSION_KEY = "dashboard_ws"
@@ -50,13 +49,7 @@ class DashboardState:
             self.socketio.sleep,
             lambda: len(self.connections),
         )
-        self.guard = SessionGuard(
-            self.socketio.server,
-            self.settings.namespace,
-            auth_timeout=self.settings.auth_timeout,
-            max_client_events=self.settings.max_client_events,
-            max_outgoing_bytes=self.settings.max_outgoing_bytes,
-        )
+        self.guard = SessionGuard(self.socketio.server, self.settings)
 
     def cookie_origins(self) -> list[str]:
         """Origins besides the app's own from which a cookie may authenticate; ``'*'`` allows none."""
@@ -100,6 +93,7 @@ class DashboardRealtime:
             )
         settings = load_settings(app)
         socketio = _socketio_for(app, socketio or self._socketio, settings)
+        redact_library_loggers(socketio.server)  # no token in python-socketio's or python-engineio's own lines
         socketio.on_namespace(DashboardNamespace(settings.namespace))
         state = DashboardState(settings=settings, socketio=socketio)
         state.guard.install()

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from .config import Settings
 from .expiry import ExpiryWatcher
 from .log import logger
 
@@ -37,6 +38,10 @@ CLIENT_EVENTS = "client_events"
 BINARY_PACKET = "binary_packet"
 MALFORMED_PACKET = "malformed_packet"
 SLOW_READER = "slow_reader"
+# Refusing a new session (the handshake gets HTTP 401).
+TOO_MANY_PENDING = "too_many_pending"
+HANDSHAKE_RATE = "handshake_rate"
+ADDRESS_RATE = "address_rate"
 
 # Seconds between two ``session_limited`` lines for one reason.
 LOG_EVERY = 10.0
@@ -52,21 +57,17 @@ _BACKLOG_CHECK_FROM = 8
 class SessionGuard:
     """The limits of one engine.io server (one per app); install it once with :meth:`install`."""
 
-    def __init__(
-        self,
-        server: Any,
-        namespace: str,
-        *,
-        auth_timeout: float,
-        max_client_events: int,
-        max_outgoing_bytes: int,
-    ) -> None:
+    def __init__(self, server: Any, settings: Settings) -> None:
         self.server = server
         self.eio = server.eio
-        self.namespace = namespace
-        self.max_client_events = max_client_events
-        self.max_outgoing_bytes = max_outgoing_bytes
-        self.auth_timeout = auth_timeout
+        self.namespace = settings.namespace
+        self.max_client_events = settings.max_client_events
+        self.max_outgoing_bytes = settings.max_outgoing_bytes
+        self.auth_timeout = settings.auth_timeout
+        self.max_pending = settings.max_pending_sessions
+        self.trusted_proxies = settings.trusted_proxies
+        self.handshakes = TokenBucket(settings.handshake_rate)
+        self.handshakes_by_address = BucketsByKey(settings.handshake_rate_per_address)
         self.counts: collections.Counter[str] = collections.Counter()
         self._pending: dict[str, float] = {}  # sessions connected to no namespace yet: their deadline
         self._client_events: dict[str, int] = {}
@@ -97,6 +98,10 @@ class SessionGuard:
     # engine.io events
 
     def on_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        refusal = self._refusal(environ)
+        if refusal is not None:
+            self._record(refusal, remote_addr=environ.get("REMOTE_ADDR"))
+            return False  # engine.io answers 401 and forgets the session; the official client retries later
         result = self._on_connect(eio_sid, environ)
         deadline = time.time() + self.auth_timeout
         self._pending[eio_sid] = deadline
@@ -171,6 +176,17 @@ class SessionGuard:
 
     # Helpers
 
+    def _refusal(self, environ: dict[str, Any]) -> str | None:
+        """Why a new session is refused before python-socketio sees it, if it is."""
+        if len(self._pending) >= self.max_pending:
+            return TOO_MANY_PENDING
+        now = time.monotonic()
+        if not self.handshakes_by_address.take(client_address(environ, self.trusted_proxies), now):
+            return ADDRESS_RATE
+        if not self.handshakes.take(now):
+            return HANDSHAKE_RATE
+        return None
+
     def _in_dashboard_namespace(self, data: str) -> bool:
         namespace = self.namespace
         return data.startswith(namespace, 1) and data[1 + len(namespace): 2 + len(namespace)] in ("", ",")
@@ -201,6 +217,54 @@ class SessionGuard:
         self._deadlines.unwatch(eio_sid)
         self._client_events.pop(eio_sid, None)
         self._backlog.pop(eio_sid, None)
+
+
+class TokenBucket:
+    """At most ``rate`` takes a second on average, and ``rate`` at once (a burst of one second's worth)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.stamp) * self.rate >= self.rate
+
+
+class BucketsByKey:
+    """A :class:`TokenBucket` per key (a client address), forgetting the full ones once there are many."""
+
+    def __init__(self, rate: float, most: int = 10_000) -> None:
+        self.rate = rate
+        self.most = most
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, now: float) -> bool:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.most:
+                # A full bucket is the same as none: dropping them keeps the clients still being limited.
+                self.buckets = {key: b for key, b in self.buckets.items() if not b.full(now)}
+            bucket = self.buckets[key] = TokenBucket(self.rate)
+        return bucket.take(now)
+
+
+def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
+    """The client's address: ``REMOTE_ADDR``, or with ``trusted_proxies`` the entry of ``X-Forwarded-For`` that
+    the farthest trusted proxy added (as werkzeug's ``ProxyFix(x_for=trusted_proxies)`` reads it)."""
+    if trusted_proxies:
+        forwarded = [part.strip() for part in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= trusted_proxies:
+            return forwarded[-trusted_proxies]
+    return environ.get("REMOTE_ADDR", "")
 
 
 def _queued_size(queue: Any) -> int:

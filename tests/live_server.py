@@ -151,6 +151,24 @@ class LiveServer:
                 leaked.append(token)
         return leaked
 
+    # The process's own state (tests/server_app.py's /api/test/state)
+
+    def state(self) -> dict[str, Any]:
+        response = requests.get(self.url + "/api/test/state", timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for_state(self, timeout: float = EVENT_TIMEOUT, **expected: Any) -> dict[str, Any]:
+        """Poll the state until the ``expected`` fields hold; fail with the last state at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.state()
+            if all(current[key] == value for key, value in expected.items()):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server state {current} did not reach {expected} within {timeout}s")
+            time.sleep(0.05)  # a poll interval, not a synchronisation: the loop waits for the condition
+
     # Tokens
 
     def token(self, identity: str, **kwargs: Any) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.live_server import EVENT_TIMEOUT, LiveServer, new_user
 
@@ -36,9 +37,9 @@ def node() -> str:
 class NodeClient:
     """``dashboard_client.mjs`` in a subprocess; ``next()`` returns its observations one by one."""
 
-    def __init__(self, node: str, url: str, token: str, events: int = 1) -> None:
+    def __init__(self, node: str, url: str, token: str, events: int = 1, reconnect: bool = False) -> None:
         self.process = subprocess.Popen(
-            [node, str(SCRIPT), url, token, str(events)],
+            [node, str(SCRIPT), url, token, str(events)] + (["reconnect"] if reconnect else []),
             cwd=JS_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -77,8 +78,8 @@ class NodeClient:
 def run_node(node: str) -> Iterator[Any]:
     clients: list[NodeClient] = []
 
-    def run(url: str, token: str, events: int = 1) -> NodeClient:
-        clients.append(NodeClient(node, url, token, events))
+    def run(url: str, token: str, events: int = 1, reconnect: bool = False) -> NodeClient:
+        clients.append(NodeClient(node, url, token, events, reconnect))
         return clients[-1]
 
     yield run
@@ -115,3 +116,22 @@ def test_a_good_token_receives_the_event_in_its_envelope(live_server: LiveServer
     assert client.next() == {"kind": "event", "name": "dashboard:recentMocAdded", "envelope": event}
     assert client.next() == {"kind": "disconnect", "reason": "io client disconnect"}
     assert client.exit_code() == 0
+
+
+def test_a_client_that_falls_behind_is_closed_and_reconnects(live_server: LiveServer, run_node: Any) -> None:
+    if live_server.async_mode == "threading":
+        pytest.skip("a burst builds a backlog only where the emitting view does not yield to the writer (green threads)")
+    token = live_server.token(new_user())
+    client = run_node(live_server.url, token, events=1_000_000, reconnect=True)
+    assert client.next() == {"kind": "connect"}
+    limited = live_server.state()["limited"].get("slow_reader", 0)
+    # 40 events of 50,000 characters queued at once: twice DASHBOARD_WS_MAX_OUTGOING_BYTES.
+    response = requests.post(live_server.url + "/api/bursts?count=40&size=50000",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=EVENT_TIMEOUT)
+    assert response.status_code == 200
+    assert live_server.state()["limited"]["slow_reader"] == limited + 1  # closed while the view emitted
+    observations = [client.next()]
+    while observations[-1]["kind"] == "event":  # the events the writer sent before the backlog was dropped
+        observations.append(client.next())
+    assert observations[-1] == {"kind": "disconnect", "reason": "transport close"}
+    assert client.next() == {"kind": "connect"}  # the official client reconnected by itself

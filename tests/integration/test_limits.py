@@ -21,6 +21,8 @@ from tests.live_server import DISCONNECTED, EVENT_TIMEOUT, HTTP_TIMEOUT, NAMESPA
 pytestmark = pytest.mark.live
 
 SHORT_AUTH_TIMEOUT = {"DASHBOARD_WS_AUTH_TIMEOUT": 1.0}
+# For the tests that open thousands of sessions from one address as fast as they can.
+NO_HANDSHAKE_RATE = {"DASHBOARD_WS_HANDSHAKE_RATE": 1e6, "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1e6}
 
 _open: list[Any] = []  # the raw sessions a test opened, closed when it ends
 
@@ -100,42 +102,30 @@ class PollingSession:
         self.http.close()
 
 
-def state(server: LiveServer) -> dict[str, Any]:
-    response = requests.get(server.url + "/api/test/state", timeout=HTTP_TIMEOUT)
-    response.raise_for_status()
-    return response.json()
-
-
-def wait_for_state(server: LiveServer, timeout: float = EVENT_TIMEOUT, **expected: Any) -> dict[str, Any]:
-    """Poll the server's state until the ``expected`` fields hold; fail with the last state at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = state(server)
-        if all(current[key] == value for key, value in expected.items()):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"server state {current} did not reach {expected} within {timeout}s")
-        time.sleep(0.05)  # a poll interval, not a synchronisation: the loop waits for the condition
-
-
 @pytest.fixture
-def idle_server(live_server: LiveServer) -> LiveServer:
-    """The default server once the sockets of earlier tests are gone, so its counts start from zero."""
-    wait_for_state(live_server, connections=0, pending=0, expiry=0)
-    return live_server
+def idle_server(start_server: Any) -> LiveServer:
+    """A server without handshake rates, once the sockets of earlier tests are gone (its counts start at zero)."""
+    server = start_server(NO_HANDSHAKE_RATE)
+    server.wait_for_state(connections=0, pending=0, expiry=0)
+    return server
 
 
 # Sessions that do not authenticate
 
 
+def limited(server: LiveServer, reason: str) -> int:
+    """How many times the server has applied the limit ``reason`` (logged at most once per 10 s, so counted)."""
+    return server.state()["limited"].get(reason, 0)
+
+
 def test_a_session_that_never_connects_is_closed_after_the_auth_timeout(start_server: Any) -> None:
     server = start_server(SHORT_AUTH_TIMEOUT)
-    mark = server.log_mark()
+    before = limited(server, "auth_timeout")
     session = RawSession(server)
     started = time.monotonic()
     assert session.packets_until_closed() == ["1"]  # engine.io CLOSE, then the WebSocket closes
     assert time.monotonic() - started >= 0.9
-    assert "reason=auth_timeout" in server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
+    assert limited(server, "auth_timeout") == before + 1
 
 
 def test_a_session_that_connects_in_time_is_kept(start_server: Any) -> None:
@@ -143,7 +133,7 @@ def test_a_session_that_connects_in_time_is_kept(start_server: Any) -> None:
     user = new_user()
     tab = server.connect(auth=server.token(user))
     deadline_passed = time.monotonic() + 2.5
-    wait_for_state(server, pending=0)
+    server.wait_for_state(pending=0)
     while time.monotonic() < deadline_passed:  # past the 1 s deadline (and the watcher's 1 s tick)
         assert tab.client.connected
         time.sleep(0.1)
@@ -151,13 +141,13 @@ def test_a_session_that_connects_in_time_is_kept(start_server: Any) -> None:
 
 
 def test_a_refused_connect_closes_the_session(live_server: LiveServer) -> None:
-    mark = live_server.log_mark()
+    before = limited(live_server, "connect_refused")
     session = RawSession(live_server)
     answer = session.connect(live_server.forge(key="not-the-secret-" * 4))
     assert answer.startswith(f"44{NAMESPACE},")
     assert json.loads(answer.split(",", 1)[1])["data"] == {"code": "AUTH_FAILED", "reason": "token_invalid"}
     assert session.packets_until_closed() == ["1"]
-    assert "reason=connect_refused" in live_server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
+    assert limited(live_server, "connect_refused") == before + 1
 
 
 def test_the_default_namespace_accepts_no_connection(live_server: LiveServer) -> None:
@@ -173,29 +163,94 @@ def test_the_default_namespace_accepts_no_connection(live_server: LiveServer) ->
 @pytest.mark.parametrize("packet", [f'451-{NAMESPACE},["upload",{{"_placeholder":true,"num":0}}]', b"\x00" * 1000],
                          ids=["binary-event", "attachment"])
 def test_binary_packets_are_refused_without_buffering(live_server: LiveServer, packet: str | bytes) -> None:
-    before = state(live_server)["limited"].get("binary_packet", 0)
+    before = limited(live_server, "binary_packet")
     session = RawSession(live_server)
     assert session.connect(live_server.token(new_user())).startswith(f"40{NAMESPACE},")
     session.send(packet)
     assert session.packets_until_closed() in ([], ["1"])
     # Counted each time; logged at most once per reason and 10 s, so the line may have gone out already.
-    assert state(live_server)["limited"]["binary_packet"] == before + 1
+    assert limited(live_server, "binary_packet") == before + 1
 
 
-def test_a_malformed_packet_closes_the_session_with_one_line_and_no_traceback(live_server: LiveServer) -> None:
-    mark = live_server.log_mark()
-    session = RawSession(live_server)
-    session.send(f"40{NAMESPACE},{{not json")
-    assert session.packets_until_closed() in ([], ["1"])
-    line = live_server.wait_for_log(rf"session_limited.*eio_sid={session.sid}", since=mark)
-    assert "reason=malformed_packet" in line
-    assert "Traceback" not in live_server.log_since(mark)
+def test_malformed_packets_close_the_session_with_one_line_and_no_traceback(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_AUTH_TIMEOUT": 9.0})  # a server of its own: its log starts empty
+    mark = server.log_mark()
+    sessions = [RawSession(server) for _ in range(3)]
+    for session in sessions:
+        session.send(f"40{NAMESPACE},{{not json")
+        assert session.packets_until_closed() in ([], ["1"])
+    assert limited(server, "malformed_packet") == 3
+    line = server.wait_for_log(r"session_limited", since=mark)
+    assert "reason=malformed_packet" in line and f"eio_sid={sessions[0].sid}" in line
+    log = server.log_since(mark)
+    assert log.count("session_limited") == 1  # the next two within 10 s are counted, not logged
+    assert "Traceback" not in log
 
 
 def test_a_message_over_the_inbound_limit_closes_the_session(live_server: LiveServer) -> None:
     session = RawSession(live_server)
     session.send(f"40{NAMESPACE}," + json.dumps({"token": "x" * 20_000}))
     assert session.packets_until_closed() in ([], ["1"])
+
+
+# New sessions
+
+
+OPEN, REFUSED = "open", "refused"
+
+
+def handshake(server: LiveServer, headers: list[str] | None = None) -> str:
+    """Open a session and close it: ``OPEN`` if engine.io opened it, ``REFUSED`` if it answered HTTP 401 (or,
+    under gevent-websocket, which upgrades before the app runs, closed the WebSocket without an OPEN packet)."""
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    try:
+        ws = websocket.create_connection(url, timeout=EVENT_TIMEOUT, header=headers or [])
+    except websocket.WebSocketBadStatusException as exc:
+        assert exc.status_code == 401
+        return REFUSED
+    try:
+        opened = ws.recv()
+    except (websocket.WebSocketConnectionClosedException, OSError):
+        opened = ""
+    finally:
+        ws.close()
+        ws.shutdown()
+    return OPEN if opened.startswith("0{") else REFUSED
+
+
+def test_handshakes_from_one_address_are_rate_limited(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 5})
+    before = limited(server, "address_rate")
+    outcomes = [handshake(server) for _ in range(20)]  # far faster than 5 a second
+    assert outcomes[:5] == [OPEN] * 5  # a burst of one second's worth
+    assert REFUSED in outcomes[5:]
+    assert limited(server, "address_rate") == before + outcomes.count(REFUSED)
+
+
+def test_behind_trusted_proxies_each_forwarded_address_has_its_own_rate(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 2, "DASHBOARD_WS_TRUSTED_PROXIES": 1})
+    first, second = (f"X-Forwarded-For: 198.51.100.{n}" for n in (1, 2))
+    assert [handshake(server, [first]) for _ in range(2)] == [OPEN, OPEN]
+    assert handshake(server, [first]) == REFUSED
+    assert handshake(server, [second]) == OPEN  # another client behind the same proxy
+    # Only the entry the trusted proxy added counts: a client cannot pick its address by prepending one.
+    assert handshake(server, ["X-Forwarded-For: 203.0.113.9, 198.51.100.1"]) == REFUSED
+
+
+def test_all_handshakes_of_a_process_are_rate_limited(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE": 5, "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1000})
+    outcomes = [handshake(server) for _ in range(20)]
+    assert outcomes[:5] == [OPEN] * 5 and REFUSED in outcomes[5:]
+
+
+def test_sessions_not_yet_authenticated_are_capped(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_MAX_PENDING_SESSIONS": 3, **NO_HANDSHAKE_RATE})
+    server.wait_for_state(pending=0)
+    waiting = [RawSession(server) for _ in range(3)]
+    assert handshake(server) == REFUSED
+    assert waiting[0].connect(server.token(new_user())).startswith(f"40{NAMESPACE},")
+    server.wait_for_state(pending=2)
+    assert handshake(server) == OPEN  # a slot is free again
 
 
 # Leaks
@@ -212,7 +267,7 @@ def test_close_then_connect_in_one_polling_payload_leaves_nothing_behind(idle_se
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(close_then_connect, range(2000)))
-    final = wait_for_state(server, connections=0, pending=0, expiry=0, environ=0, user_rooms=0)
+    final = server.wait_for_state(connections=0, pending=0, expiry=0, environ=0, user_rooms=0)
     assert final["sockets"].get(NAMESPACE, 0) == 0
 
 
@@ -226,7 +281,7 @@ def test_a_session_closed_during_a_slow_token_check_is_not_registered(idle_serve
         session = PollingSession(server)
         with ThreadPoolExecutor(max_workers=1) as connecting:
             waiting = connecting.submit(session.post, connect)  # answered once the 1 s token check is over
-            server.wait_for_log(rf"connect_attempt.*remote_addr", since=mark)
+            server.wait_for_log(r"connect_attempt.*remote_addr", since=mark)
             session.post("1")  # engine.io CLOSE while the check waits
             waiting.result()
         session.close()
@@ -234,7 +289,7 @@ def test_a_session_closed_during_a_slow_token_check_is_not_registered(idle_serve
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(connect_then_close, range(40)))
     server.wait_for_log(r"connect_abandoned", since=mark)
-    wait_for_state(server, connections=0, expiry=0, environ=0, user_rooms=0)
+    server.wait_for_state(connections=0, expiry=0, environ=0, user_rooms=0)
     assert not re.search(rf"\] connected\s.*user_id={user}", server.log_since(mark))
 
 
@@ -254,7 +309,7 @@ def test_disconnect_user_ends_every_socket_of_that_user_only(live_server: LiveSe
         assert (name, envelope["payload"]) == ("dashboard:error", {"code": "SESSION_ENDED", "message": "Signed out."})
         assert tab.next_event()[0] == DISCONNECTED
     assert bystander.client.connected
-    wait_for_state(live_server, expiry=state(live_server)["connections"])  # the ended sockets' entries are gone
+    live_server.wait_for_state(expiry=live_server.state()["connections"])  # the ended sockets' entries are gone
 
 
 # Per-user cap
@@ -269,7 +324,7 @@ def test_a_user_over_the_socket_cap_is_refused_with_its_own_code(start_server: A
     assert not third.client.connected
     assert third.connect_error == {"message": "Too many connections", "data": {"code": "TOO_MANY_CONNECTIONS", "limit": 2}}
     first.client.disconnect()
-    wait_for_state(server, connections=1)
+    server.wait_for_state(connections=1)
     assert server.connect(auth=server.token(user)).client.connected  # a slot is free again
 
 
