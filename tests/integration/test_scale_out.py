@@ -385,3 +385,26 @@ def test_a_frozen_redis_fails_an_emit_in_bounded_time_without_stalling_the_serve
     if first[1]["eventId"] == import_id:
         first = sock2.next_event()
     assert first[0] != DISCONNECTED and first[1]["eventId"] == after["eventId"], first
+
+
+# Ending a user's sockets
+
+
+def test_disconnect_user_ends_the_users_sockets_in_every_process(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    server1, server2 = start_servers(queue_config(shared_redis, private_channel()), 2)
+    user, other = new_user(), new_user()
+    token, other_token = server1.token(user), server1.token(other)
+    sockets = [server1.connect(auth=token), server2.connect(auth=token)]
+    bystanders = [server1.connect(auth=other_token), server2.connect(auth=other_token)]
+
+    response = requests.post(server1.url + "/api/logout?end_sockets=1", headers={"Authorization": f"Bearer {token}"},
+                             timeout=EVENT_TIMEOUT)
+    assert response.status_code == 200
+    for sock in sockets:  # the one on server 2 through Redis
+        name, envelope = sock.next_event()
+        assert (name, envelope["payload"]) == ("dashboard:error", {"code": "SESSION_ENDED", "message": "Signed out."})
+        assert sock.next_event()[0] == DISCONNECTED
+    later = server2.emitted("POST", "/api/dashboard/errors", other_token, {"code": "STILL", "message": "here"})
+    receive_ids(bystanders, [later["eventId"]])  # nothing of the other user's, and still connected
