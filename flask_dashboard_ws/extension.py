@@ -181,7 +181,6 @@ class DashboardRealtime:
             return
         raise_open_files_limit()
         serve = serve_eventlet if mode == "eventlet" else serve_gevent
-        logger.info("serving", host=host, port=port, async_mode=mode, backlog=backlog)
         serve(app, host, port, backlog, **kwargs)
 
 

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .log import logger
+
 # The listen backlog of DashboardRealtime.run: the kernel caps it at net.core.somaxconn (4096 on current
 # Linux). eventlet's default of 50 overflowed thousands of times when 19,500 clients connected at once.
 BACKLOG = socket.SOMAXCONN if socket.SOMAXCONN > 128 else 4096
@@ -52,6 +54,7 @@ def serve_eventlet(app: Any, host: str, port: int, backlog: int, **kwargs: Any) 
     kwargs.setdefault("log_output", False)
     kwargs.setdefault("max_size", MAX_CONNECTIONS)
     listener = eventlet.listen((host, port), backlog=backlog)
+    _log_serving("eventlet", host, listener.getsockname()[1], backlog)
     eventlet.wsgi.server(listener, app, **kwargs)
 
 
@@ -65,4 +68,12 @@ def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) ->
     except ImportError:
         pass
     kwargs.setdefault("log", None)
-    pywsgi.WSGIServer((host, port), app, backlog=backlog, **kwargs).serve_forever()
+    server = pywsgi.WSGIServer((host, port), app, backlog=backlog, **kwargs)
+    server.start()
+    _log_serving("gevent", host, server.server_port, backlog)
+    server.serve_forever()
+
+
+def _log_serving(async_mode: str, host: str, port: int, backlog: int) -> None:
+    """The bound port, which tells a caller of ``run(app, port=0)`` where to connect."""
+    logger.info("serving", async_mode=async_mode, host=host, port=port, backlog=backlog)

@@ -45,8 +45,9 @@ def new_user() -> str:
 class LiveServer:
     """``python -m tests.serve`` in a subprocess; its output is kept in memory and in ``log_path``."""
 
-    def __init__(self, async_mode: str, config: dict[str, Any], log_path: Path) -> None:
+    def __init__(self, async_mode: str, config: dict[str, Any], log_path: Path, run: bool = False) -> None:
         self.async_mode = async_mode
+        self.run = run  # serve with DashboardRealtime.run, as the README's quick start does
         self.config = config
         self.log_path = log_path
         self.url = ""
@@ -61,6 +62,7 @@ class LiveServer:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "tests.serve", "--mode", self.async_mode, "--config", json.dumps(self.config)]
+        command += ["--run"] if self.run else []
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
         self._process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -68,14 +70,15 @@ class LiveServer:
         self._reader = threading.Thread(target=self._read_output, name=f"server-output-{self.async_mode}", daemon=True)
         self._reader.start()
         try:
-            line = self.wait_for_log(r"^PORT \d+$", timeout=START_TIMEOUT, until_exit=True)
+            line = self.wait_for_log(r"^PORT \d+$|\bserving\b.*\bport=\d+", timeout=START_TIMEOUT, until_exit=True)
         except BaseException:
             self.stop()
             raise
-        if not line.startswith("PORT "):
+        if not line:
             self.stop()
             raise RuntimeError(f"the {self.async_mode} server exited before listening:\n{self.log}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.port = int(re.search(r"(?:^PORT |\bport=)(\d+)", line).group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         """Close the test's sockets, then terminate the server (kill it if it does not end in time)."""

@@ -1,6 +1,7 @@
 """Serve ``tests/server_app.py`` on an ephemeral port: ``python -m tests.serve --mode eventlet [--config JSON]``.
 
-Prints ``PORT <n>`` once the socket listens, then serves until it is terminated. The WSGI servers' access
+Prints ``PORT <n>`` once the socket listens (with ``--run``, ``DashboardRealtime.run`` logs ``serving ...
+port=<n>`` instead), then serves until it is terminated. The WSGI servers' access
 logs are off: they would print query strings (one token source), and the tests check the log for tokens.
 """
 
@@ -15,6 +16,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=("threading", "eventlet", "gevent"), required=True)
     parser.add_argument("--config", default="{}", help="JSON object of extra app.config values")
+    parser.add_argument("--run", action="store_true", help="serve with DashboardRealtime.run (logs the port)")
     args = parser.parse_args()
 
     # Monkey-patching must come before anything else imports socket or threading.
@@ -30,6 +32,9 @@ def main() -> None:
     from tests.server_app import create_app
 
     app = create_app(args.mode, json.loads(args.config))
+    if args.run:
+        app.dashboard.run(app, port=0)
+        return
     {"threading": serve_threading, "eventlet": serve_eventlet, "gevent": serve_gevent}[args.mode](app)
 
 

@@ -42,6 +42,7 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
     own_socketio = app.config.get("TEST_OWN_SOCKETIO")
     socketio = None if own_socketio is None else SocketIO(app, async_mode=async_mode, **own_socketio)
     dashboard = DashboardRealtime(app, socketio)
+    app.dashboard = dashboard  # type: ignore[attr-defined]  # for tests/serve.py --run
 
     @app.errorhandler(ValidationError)
     def invalid_event_payload(error: ValidationError) -> Any:
