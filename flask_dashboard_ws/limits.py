@@ -5,7 +5,10 @@ authenticates; answers every CONNECT, however many are refused; hands every clie
 thread; buffers binary attachments without limit; and queues outgoing packets without limit for a socket
 that stops reading. :class:`SessionGuard` sits between engine.io and python-socketio (it takes over the
 ``connect``, ``message`` and ``disconnect`` handlers that python-socketio registers on its engine.io server,
-and wraps ``send_packet``, the call that every emit goes through) and closes a session that:
+and wraps ``send_packet``, the call that every emit goes through). It refuses a new session (engine.io
+answers HTTP 401, before python-socketio holds anything for it) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
+process or ``DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS`` per client address, or while
+``DASHBOARD_WS_MAX_PENDING_SESSIONS`` sessions wait unauthenticated; and it closes a session that:
 
 * has not connected to any namespace within ``DASHBOARD_WS_AUTH_TIMEOUT``;
 * was refused a CONNECT and is connected to no namespace (the official client closes it then anyway);
@@ -15,7 +18,7 @@ and wraps ``send_packet``, the call that every emit goes through) and closes a s
 * has more than ``DASHBOARD_WS_MAX_OUTGOING_BYTES`` queued for it (a slow or stalled reader).
 
 It also drops packets that arrive on a session already closed (a CLOSE followed by a CONNECT in one polling
-payload), which python-socketio would register for good. Each closed session is counted by
+payload), which python-socketio would register for good. Each refused or closed session is counted by
 reason in :attr:`SessionGuard.counts`, and logged as ``session_limited`` at most once per reason and
 :data:`LOG_EVERY` seconds, with the number of occurrences, so that a flood does not become a flood of lines.
 """
