@@ -97,6 +97,7 @@ def run_node(node: str) -> Iterator[Any]:
 def test_a_bad_token_gives_connect_error_with_auth_failed(
     live_server: LiveServer, run_node: Any, make_token: Any, reason: str
 ) -> None:
+    refused = live_server.state()["limited"].get("connect_refused", 0)
     client = run_node(live_server.url, make_token(live_server))
     assert client.next() == {
         "kind": "connect_error",
@@ -104,6 +105,9 @@ def test_a_bad_token_gives_connect_error_with_auth_failed(
         "data": {"code": "AUTH_FAILED", "reason": reason},
     }
     assert client.exit_code() == 0
+    # The server closed the engine.io session after the refusal; the official client, which closes it too,
+    # saw nothing else.
+    assert live_server.state()["limited"]["connect_refused"] == refused + 1
 
 
 def test_a_good_token_receives_the_event_in_its_envelope(live_server: LiveServer, run_node: Any) -> None:
