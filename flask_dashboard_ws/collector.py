@@ -73,7 +73,8 @@ class Collector:
             self._sleep(self.freeze_interval)  # type: ignore[arg-type]
 
     def disconnected(self) -> None:
-        """Count a socket whose state, frozen while it was open, may now be garbage that only a reclaim frees."""
+        """Count an engine.io session that ended, authenticated or not: its state, frozen while it was open, may
+        now be garbage that only a reclaim frees."""
         self._disconnects += 1
 
     def reclaim_due(self) -> bool:

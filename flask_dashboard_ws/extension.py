@@ -49,7 +49,8 @@ class DashboardState:
             self.socketio.sleep,
             lambda: len(self.connections),
         )
-        self.guard = SessionGuard(self.socketio.server, self.settings)
+        # Every engine.io session that ends leaves frozen garbage, authenticated or not.
+        self.guard = SessionGuard(self.socketio.server, self.settings, on_session_end=self.collector.disconnected)
 
     def cookie_origins(self) -> list[str]:
         """Origins besides the app's own from which a cookie may authenticate; ``'*'`` allows none."""

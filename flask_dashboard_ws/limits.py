@@ -28,7 +28,10 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+from engineio.exceptions import SocketIsClosedError
 
 from .config import Settings
 from .expiry import ExpiryWatcher
@@ -60,8 +63,9 @@ _BACKLOG_CHECK_FROM = 8
 class SessionGuard:
     """The limits of one engine.io server (one per app); install it once with :meth:`install`."""
 
-    def __init__(self, server: Any, settings: Settings) -> None:
+    def __init__(self, server: Any, settings: Settings, on_session_end: Callable[[], None]) -> None:
         self.server = server
+        self._on_session_end = on_session_end
         self.eio = server.eio
         self.namespace = settings.namespace
         self.max_client_events = settings.max_client_events
@@ -131,8 +135,14 @@ class SessionGuard:
             self._after_connect(eio_sid, socket)
 
     def on_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            # engine.io's WebSocket loop reads until receive() raises SocketIsClosedError: without this it goes
+            # on reading and decoding whatever a client sends to the closed session, as fast as it is sent.
+            socket.receive = _closed_receive
         self._forget(eio_sid)
         self._on_disconnect(eio_sid, reason)
+        self._on_session_end()
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Queue ``pkt`` unless the session's backlog is over the limit: then close it and drop the backlog."""
@@ -268,6 +278,10 @@ def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
         if len(forwarded) >= trusted_proxies:
             return forwarded[-trusted_proxies]
     return environ.get("REMOTE_ADDR", "")
+
+
+def _closed_receive(pkt: Any) -> None:
+    raise SocketIsClosedError()
 
 
 def _queued_size(queue: Any) -> int:

@@ -70,7 +70,6 @@ class DashboardNamespace(Namespace):
         identity = state.connections.pop(sid, None)
         if identity is not None:
             state.expiry.unwatch(sid)
-            state.collector.disconnected()
         logger.info(
             "disconnected",
             sid=sid,

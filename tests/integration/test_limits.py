@@ -187,6 +187,19 @@ def test_malformed_packets_close_the_session_with_one_line_and_no_traceback(star
     assert "Traceback" not in log
 
 
+def test_a_session_closed_by_a_limit_is_no_longer_read(live_server: LiveServer) -> None:
+    """A client that goes on sending after the server closed its session must not keep the server reading."""
+    session = RawSession(live_server)
+    assert session.connect(live_server.token(new_user())).startswith(f"40{NAMESPACE},")
+    sent = 0
+    with pytest.raises(OSError):  # the server has closed the connection: writes fail (EPIPE, ECONNRESET)
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while time.monotonic() < deadline:  # well past the 10 client events that close the session
+            session.ws.send(f'42{NAMESPACE},["flood",{sent}]')
+            sent += 1
+    assert sent > 10
+
+
 def test_a_message_over_the_inbound_limit_closes_the_session(live_server: LiveServer) -> None:
     session = RawSession(live_server)
     session.send(f"40{NAMESPACE}," + json.dumps({"token": "x" * 20_000}))
