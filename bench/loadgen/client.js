@@ -2,7 +2,8 @@
 // browser tabs have), and records connect latencies and event latencies. Two kinds of connection:
 // - "official": socket.io-client 4.8 (io(url + "/dashboard", {transports: ["websocket"], forceNew: true}));
 // - "lean" (the default of bench/run.py): the same protocol spoken directly over the `ws` package that
-//   socket.io-client itself uses: Engine.IO v4 open, Socket.IO v5 namespace CONNECT with the auth payload
+//   socket.io-client itself uses, offering permessage-deflate as it does by default (and as browsers do):
+//   Engine.IO v4 open, Socket.IO v5 namespace CONNECT with the auth payload
 //   {token}, pong for every ping, EVENT packets; the event's send time is read from the payload's title
 //   without decoding the rest of the JSON. It costs a fraction of the official client's CPU per event, so
 //   that on this 2-core machine the load generator is not what limits the server.
@@ -55,6 +56,8 @@ function onEvent(envelope) {
 const TITLE_MARK = Buffer.from(`"title":"${common.TITLE_PREFIX}`);
 const CONNECT_OK = `40${common.NAMESPACE},`;
 const CONNECT_ERR = `44${common.NAMESPACE},`;
+// engine.io-client's default WebSocket options, so that the lean client's handshake offers what a browser's does.
+const PER_MESSAGE_DEFLATE = { threshold: 1024 };
 
 function onLeanEvent(buf) {
   const now = common.nowMs();
@@ -79,7 +82,11 @@ function connectLean(url, token, timeoutMs) {
   return new Promise((resolve) => {
     const start = common.nowMs();
     const wsUrl = url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
-    const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+    // Offer permessage-deflate as browsers and engine.io-client do (its default, in
+    // node_modules/engine.io-client/build/cjs/socket.js, is perMessageDeflate: {threshold: 1024}, passed to
+    // `ws`); whether it is used is the server's choice (the extension declines it unless
+    // DASHBOARD_WS_COMPRESSION is on). Every frame this client sends is under the threshold: sent uncompressed.
+    const ws = new WebSocket(wsUrl, { perMessageDeflate: PER_MESSAGE_DEFLATE });
     let done = false;
     let connected = false;
     const socket = { close: () => { connected = false; ws.terminate(); } };
@@ -118,6 +125,7 @@ function connectLean(url, token, timeoutMs) {
 function connectOne(url, token, timeoutMs) {
   return new Promise((resolve) => {
     const start = common.nowMs();
+    // perMessageDeflate is left to engine.io-client's default ({threshold: 1024}): offered, as a browser does.
     const socket = io(url + common.NAMESPACE, {
       transports: ["websocket"],
       auth: { token },

@@ -5,7 +5,8 @@
 
 ``POST /bench/emit`` with ``{"events": [[user_id, title], ...]}`` calls ``emit_recent_moc_added`` once per
 event from the view (deferred to the end of the request, the extension's default in a view); ``GET
-/bench/stats`` reports the extension's connection count and the GC probe. ``--config`` adds app.config keys
+/bench/stats`` reports the extension's connection count, the GC probe, the engine.io sessions open and the limits' counts
+(closed or refused sessions by reason). ``--config`` adds app.config keys
 (``DASHBOARD_WS_*``) so the perf work can try levers without editing this file.
 
 Logging: ``info`` (the default) configures structlog the way a production app would, at INFO, one
@@ -90,7 +91,12 @@ def bench_emit():
 @app.get("/bench/stats")
 def bench_stats():
     state = current_app.extensions["dashboard_ws"]
-    return jsonify(connections=len(state.connections), gc=gc_probe.snapshot(reset=request.args.get("reset") == "1"))
+    guard = getattr(state, "guard", None)  # the limits (issue #10): closed and refused sessions by reason
+    server = state.socketio.server
+    return jsonify(connections=len(state.connections), gc=gc_probe.snapshot(reset=request.args.get("reset") == "1"),
+                   eio_sessions=len(server.eio.sockets),
+                   limits=dict(guard.counts) if guard is not None else None,
+                   pending=guard.pending if guard is not None else None)
 
 
 @app.get("/bench/heap")
