@@ -6,7 +6,8 @@ thread; buffers binary attachments without limit; and queues outgoing packets wi
 that stops reading. :class:`SessionGuard` sits between engine.io and python-socketio (it takes over the
 ``connect``, ``message`` and ``disconnect`` handlers that python-socketio registers on its engine.io server,
 and wraps ``send_packet``, the call that every emit goes through). It refuses a new session (engine.io
-answers HTTP 401, before python-socketio holds anything for it) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
+answers HTTP 401, or under gevent-websocket closes the upgraded WebSocket, before python-socketio holds anything
+for it) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
 process or ``DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS`` per client address, or while
 ``DASHBOARD_WS_MAX_PENDING_SESSIONS`` sessions wait unauthenticated; and it closes a session that:
 
