@@ -78,7 +78,7 @@ function onLeanEvent(buf) {
 }
 
 // A Socket.IO client reduced to what the benchmark needs; close() as socket.io-client's.
-function connectLean(url, token, timeoutMs) {
+function connectLean(url, token, timeoutMs, localAddress) {
   return new Promise((resolve) => {
     const start = common.nowMs();
     const wsUrl = url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
@@ -86,7 +86,7 @@ function connectLean(url, token, timeoutMs) {
     // node_modules/engine.io-client/build/cjs/socket.js, is perMessageDeflate: {threshold: 1024}, passed to
     // `ws`); whether it is used is the server's choice (the extension declines it unless
     // DASHBOARD_WS_COMPRESSION is on). Every frame this client sends is under the threshold: sent uncompressed.
-    const ws = new WebSocket(wsUrl, { perMessageDeflate: PER_MESSAGE_DEFLATE });
+    const ws = new WebSocket(wsUrl, { localAddress, perMessageDeflate: PER_MESSAGE_DEFLATE });
     let done = false;
     let connected = false;
     const socket = { close: () => { connected = false; ws.terminate(); } };
@@ -122,12 +122,13 @@ function connectLean(url, token, timeoutMs) {
   });
 }
 
-function connectOne(url, token, timeoutMs) {
+function connectOne(url, token, timeoutMs, localAddress) {
   return new Promise((resolve) => {
     const start = common.nowMs();
     // perMessageDeflate is left to engine.io-client's default ({threshold: 1024}): offered, as a browser does.
     const socket = io(url + common.NAMESPACE, {
       transports: ["websocket"],
+      localAddress,
       auth: { token },
       reconnection: false,
       forceNew: true,
@@ -151,6 +152,13 @@ function connectOne(url, token, timeoutMs) {
   });
 }
 
+// Each user's tabs connect from a loopback address of that user's own (127.0.0.0/8 is all loopback on Linux),
+// as browsers on different machines would: the server's per-address handshake rate then sees one client per
+// user. 127.1.x.y; users number far fewer than 65,536 here.
+function userAddress(user) {
+  return `127.1.${(user >> 8) & 255}.${user & 255}`;
+}
+
 async function connect(msg) {
   if (tokensPath !== msg.tokens_file) {
     tokens = JSON.parse(fs.readFileSync(msg.tokens_file, "utf8"));
@@ -167,7 +175,8 @@ async function connect(msg) {
   async function worker() {
     while (next < jobs.length) {
       const user = jobs[next++];
-      const r = await (msg.lean ? connectLean : connectOne)(msg.url, tokens[user], msg.timeout_ms || 20000);
+      const r = await (msg.lean ? connectLean : connectOne)(msg.url, tokens[user], msg.timeout_ms || 20000,
+                                                            userAddress(user));
       connectMs.push(Math.round(r.ms * 100) / 100);
       tEnd = Math.max(tEnd, r.end);
       if (r.ok) {
