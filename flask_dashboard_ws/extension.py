@@ -15,7 +15,7 @@ from .collector import Collector
 from .config import ConfigError, Settings, load_settings
 from .events import EventType
 from .expiry import ExpiryWatcher
-from .limits import SessionGuard
+from .limits import HandshakeGate, SessionGuard
 from .log import logger, redact_library_loggers
 from .namespace import DashboardNamespace
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
@@ -98,8 +98,10 @@ class DashboardRealtime:
         socketio.on_namespace(DashboardNamespace(settings.namespace))
         state = DashboardState(settings=settings, socketio=socketio)
         state.guard.install()
+        path = _socketio_path(socketio)
+        app.wsgi_app = HandshakeGate(app.wsgi_app, path, state.guard)  # type: ignore[method-assign]
         if not settings.compression:
-            app.wsgi_app = DeclineCompression(app.wsgi_app, _socketio_path(socketio))  # type: ignore[method-assign]
+            app.wsgi_app = DeclineCompression(app.wsgi_app, path)  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
         app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit

@@ -5,9 +5,9 @@ authenticates; answers every CONNECT, however many are refused; hands every clie
 thread; buffers binary attachments without limit; and queues outgoing packets without limit for a socket
 that stops reading. :class:`SessionGuard` sits between engine.io and python-socketio (it takes over the
 ``connect``, ``message`` and ``disconnect`` handlers that python-socketio registers on its engine.io server,
-and wraps ``send_packet``, the call that every emit goes through). It refuses a new session (engine.io
-answers HTTP 401, or under gevent-websocket closes the upgraded WebSocket, before python-socketio holds anything
-for it) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
+and wraps ``send_packet``, the call that every emit goes through). Its :class:`HandshakeGate`, a WSGI
+middleware, refuses a new session with HTTP 429 before engine.io builds anything for it (under
+gevent-websocket, which upgrades before the app runs, the WebSocket closes instead) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
 process or ``DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS`` per client address, or while
 ``DASHBOARD_WS_MAX_PENDING_SESSIONS`` sessions wait unauthenticated; and it closes a session that:
 
@@ -29,8 +29,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from engineio.exceptions import SocketIsClosedError
 
@@ -45,7 +46,7 @@ CLIENT_EVENTS = "client_events"
 BINARY_PACKET = "binary_packet"
 MALFORMED_PACKET = "malformed_packet"
 SLOW_READER = "slow_reader"
-# Refusing a new session (the handshake gets HTTP 401).
+# Refusing a new session (the handshake gets HTTP 429).
 TOO_MANY_PENDING = "too_many_pending"
 HANDSHAKE_RATE = "handshake_rate"
 ADDRESS_RATE = "address_rate"
@@ -106,10 +107,6 @@ class SessionGuard:
     # engine.io events
 
     def on_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        refusal = self._refusal(environ)
-        if refusal is not None:
-            self._record(refusal, remote_addr=environ.get("REMOTE_ADDR"))
-            return False  # engine.io answers 401 and forgets the session; the official client retries later
         result = self._on_connect(eio_sid, environ)
         deadline = time.time() + self.auth_timeout
         self._pending[eio_sid] = deadline
@@ -188,18 +185,22 @@ class SessionGuard:
             self._logged[reason] = (now, 0)
         logger.warning("session_limited", reason=reason, suppressed=since, **fields)
 
-    # Helpers
-
-    def _refusal(self, environ: dict[str, Any]) -> str | None:
-        """Why a new session is refused before python-socketio sees it, if it is."""
-        if len(self._pending) >= self.max_pending:
-            return TOO_MANY_PENDING
+    def admit(self, environ: dict[str, Any]) -> bool:
+        """Whether a new session may open (:class:`HandshakeGate` asks before engine.io builds anything for it)."""
+        address = client_address(environ, self.trusted_proxies)
         now = time.monotonic()
-        if not self.handshakes_by_address.take(client_address(environ, self.trusted_proxies), now):
-            return ADDRESS_RATE
-        if not self.handshakes.take(now):
-            return HANDSHAKE_RATE
-        return None
+        if len(self._pending) >= self.max_pending:
+            refusal = TOO_MANY_PENDING
+        elif not self.handshakes_by_address.take(address, now):
+            refusal = ADDRESS_RATE
+        elif not self.handshakes.take(now):
+            refusal = HANDSHAKE_RATE
+        else:
+            return True
+        self._record(refusal, remote_addr=address)
+        return False
+
+    # Helpers
 
     def _in_dashboard_namespace(self, data: str) -> bool:
         namespace = self.namespace
@@ -233,6 +234,30 @@ class SessionGuard:
         self._backlog.pop(eio_sid, None)
 
 
+class HandshakeGate:
+    """WSGI middleware: refuses a new session on the Socket.IO path with HTTP 429 when the guard says so.
+
+    It runs before engine.io, which would otherwise build a session (a socket, its queue, an open packet)
+    for every handshake it then refuses. Requests that carry a session id (``sid``) belong to an open
+    session and pass.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], path: str, guard: SessionGuard) -> None:
+        self.wsgi_app = wsgi_app
+        self.path = "/" + path.strip("/")
+        self.guard = guard
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (
+            environ.get("PATH_INFO", "").startswith(self.path)
+            and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
+            and not self.guard.admit(environ)
+        ):
+            start_response("429 Too Many Requests", [("Content-Type", "text/plain"), ("Retry-After", "1")])
+            return [b"Too many connection attempts: retry later.\n"]
+        return self.wsgi_app(environ, start_response)
+
+
 class TokenBucket:
     """At most ``rate`` takes a second on average, and ``rate`` at once (a burst of one second's worth)."""
 
@@ -242,8 +267,8 @@ class TokenBucket:
         self.stamp = time.monotonic()
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.tokens = min(self.rate, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = max(self.stamp, now)  # ``now`` may predate the bucket: read just before it was made
         if self.tokens < 1:
             return False
         self.tokens -= 1

@@ -209,17 +209,29 @@ def test_a_message_over_the_inbound_limit_closes_the_session(live_server: LiveSe
 # New sessions
 
 
+def test_a_refused_polling_handshake_gets_429_before_engineio_opens_anything(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1})
+    url = server.url + "/socket.io/?EIO=4&transport=polling"
+    assert requests.get(url, timeout=HTTP_TIMEOUT).status_code == 200  # the one handshake of this second
+    sessions = server.state()["sessions"]
+    refused = requests.get(url, timeout=HTTP_TIMEOUT)
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "1")
+    assert server.state()["sessions"] == sessions
+    # A session id is not a handshake: an open session's requests are never refused.
+    assert requests.get(url + "&sid=not-a-session", timeout=HTTP_TIMEOUT).status_code == 400  # engine.io's answer
+
+
 OPEN, REFUSED = "open", "refused"
 
 
 def handshake(server: LiveServer, headers: list[str] | None = None) -> str:
-    """Open a session and close it: ``OPEN`` if engine.io opened it, ``REFUSED`` if it answered HTTP 401 (or,
-    under gevent-websocket, which upgrades before the app runs, closed the WebSocket without an OPEN packet)."""
+    """Open a session and close it: ``OPEN`` if engine.io opened it, ``REFUSED`` if the server answered HTTP 429
+    (or, under gevent-websocket, which upgrades before the app runs, closed the WebSocket without an OPEN packet)."""
     url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
     try:
         ws = websocket.create_connection(url, timeout=EVENT_TIMEOUT, header=headers or [])
     except websocket.WebSocketBadStatusException as exc:
-        assert exc.status_code == 401
+        assert exc.status_code == 429
         return REFUSED
     try:
         opened = ws.recv()
