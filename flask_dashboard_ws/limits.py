@@ -146,10 +146,10 @@ class SessionGuard:
         """Queue ``pkt`` unless the session's backlog is over the limit: then close it and drop the backlog."""
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None and not socket.closed:
-            backlog = self._backlog.get(eio_sid, 0) if socket.queue.qsize() else 0
-            backlog += len(pkt.data) if isinstance(pkt.data, (str, bytes)) else 0
+            size = len(pkt.data) if isinstance(pkt.data, (str, bytes)) else 0  # a ping or a noop has no data
+            backlog = (self._backlog.get(eio_sid, 0) if socket.queue.qsize() else 0) + size
             if backlog > self.max_outgoing_bytes and socket.queue.qsize() >= _BACKLOG_CHECK_FROM:
-                backlog = _queued_size(socket.queue) + len(pkt.data)
+                backlog = _queued_size(socket.queue) + size
                 if backlog > self.max_outgoing_bytes:
                     self._backlog.pop(eio_sid, None)
                     self.close(eio_sid, SLOW_READER, drop_backlog=True, queued=backlog)

@@ -1,5 +1,7 @@
 """flask_dashboard_ws/limits.py: the token buckets and the client address (the rest is live: integration/)."""
 
+import engineio.socket
+
 from flask_dashboard_ws.limits import BucketsByKey, TokenBucket, client_address
 
 
@@ -29,3 +31,19 @@ def test_the_client_address_is_the_one_the_farthest_trusted_proxy_saw():
     assert client_address(environ, 1) == "198.51.100.7"
     assert client_address(environ, 2) == "203.0.113.9"
     assert client_address(environ, 3) == "10.0.0.1"  # fewer entries than trusted proxies: not trusted
+
+
+def test_a_packet_without_data_is_queued_behind_a_backlog_over_the_limit(make_app):
+    """A ping (no data) sent to a stalled socket must not fail on its size: the backlog is what is measured."""
+    import engineio.packet
+
+    h = make_app(DASHBOARD_WS_MAX_OUTGOING_BYTES=1024)
+    guard, eio = h.state.guard, h.socketio.server.eio
+    socket = engineio.socket.Socket(eio, "stalled")
+    eio.sockets["stalled"] = socket
+    for _ in range(5):  # over the limit in characters, but too few packets to be measured yet
+        guard.send_packet("stalled", engineio.packet.Packet(engineio.packet.MESSAGE, "x" * 300))
+    assert not socket.closed
+    for _ in range(4):  # pings: once eight packets wait, the backlog is measured and the socket closed
+        guard.send_packet("stalled", engineio.packet.Packet(engineio.packet.PING))
+    assert socket.closed and guard.counts["slow_reader"] == 1
