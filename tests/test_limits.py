@@ -1,5 +1,6 @@
 """flask_dashboard_ws/limits.py: the token buckets and the client address (the rest is live: integration/)."""
 
+import engineio.packet
 import engineio.socket
 
 from flask_dashboard_ws.limits import BucketsByKey, TokenBucket, client_address
@@ -35,8 +36,6 @@ def test_the_client_address_is_the_one_the_farthest_trusted_proxy_saw():
 
 def test_a_packet_without_data_is_queued_behind_a_backlog_over_the_limit(make_app):
     """A ping (no data) sent to a stalled socket must not fail on its size: the backlog is what is measured."""
-    import engineio.packet
-
     h = make_app(DASHBOARD_WS_MAX_OUTGOING_BYTES=1024)
     guard, eio = h.state.guard, h.socketio.server.eio
     socket = engineio.socket.Socket(eio, "stalled")
