@@ -18,6 +18,7 @@ from .expiry import ExpiryWatcher
 from .limits import HandshakeGate, SessionGuard
 from .log import logger, redact_library_loggers
 from .namespace import DashboardNamespace
+from .rooms import disconnect_room
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
 EXTENSION_KEY = "dashboard_ws"
@@ -215,12 +216,10 @@ def _socketio_path(socketio: SocketIO) -> str:
 def _end_room(state: DashboardState, room: str) -> None:
     """Disconnect the room's sockets, in every process when the manager can reach them (the extension's can)."""
     manager = state.socketio.server.manager
-    namespace = state.settings.namespace
     if hasattr(manager, "end_room"):
-        manager.end_room(room, namespace)
-        return
-    for sid, _ in list(manager.get_participants(namespace, room)):  # an app's own manager: this process only
-        state.socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        manager.end_room(room, state.settings.namespace)
+    else:  # an app's own manager: this process only
+        disconnect_room(manager, room, state.settings.namespace)
 
 
 def _state() -> DashboardState:

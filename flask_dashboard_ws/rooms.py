@@ -26,6 +26,12 @@ def user_room(user_id: Any) -> str:
     return f"user:{user_id_of(user_id)}"
 
 
+def disconnect_room(manager: Any, room: str, namespace: str) -> None:
+    """Disconnect every socket of this process that is in ``room`` (``disconnect_user``), with any manager."""
+    for sid, _ in list(manager.get_participants(namespace, room)):
+        manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+
 class RoomIndexMixin:
     """Remembers the rooms of each socket, so that its disconnect leaves them without scanning every room.
 
@@ -57,9 +63,8 @@ class RoomIndexMixin:
                 del self._rooms_of[(namespace, sid)]
 
     def end_room(self, room: str, namespace: str) -> None:
-        """Disconnect every socket of this process that is in ``room`` (``disconnect_user``)."""
-        for sid, _ in list(self.get_participants(namespace, room)):  # type: ignore[attr-defined]
-            self.server.disconnect(sid, namespace=namespace, ignore_queue=True)  # type: ignore[attr-defined]
+        """Disconnect every socket of this process that is in ``room`` (the Redis manager adds the others)."""
+        disconnect_room(self, room, namespace)
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         if namespace not in self.rooms:
