@@ -384,11 +384,13 @@ class Bench:
         failures: dict[str, int] = collections.Counter()
         for r in replies:
             failures.update(r["failures"])
+        retries = sum(r.get("retries", 0) for r in replies)  # handshakes refused (HTTP 429) and retried
         wall = (max(r["t1"] for r in replies) - min(r["t0"] for r in replies)) / 1000.0
         connect_ms = sorted(ms for r in replies for ms in r["connect_ms"])
         clients_cpu = sum(b - a for a, b in zip(ccpu0, ccpu1))
         return {
             "attempted": (end - first) * tabs, "connected": ok, "failed": failed, "failures": dict(failures),
+            "retries": retries,
             "wall_s": round(wall, 3), "handshakes_per_s": round(ok / wall, 1) if wall > 0 else None,
             "server_cpu_s": round(cpu1 - cpu0, 3), "server_cpu_system_s": round(sys1 - sys0, 3),
             "server_cpu_per_handshake_us": round((cpu1 - cpu0) / ok * 1e6, 1) if ok else None,
@@ -564,7 +566,8 @@ class Bench:
         self.connected_users = level
         log(f"  {self.kind} ramp to {level}: held {held}, {step['handshakes_per_s']} handshakes/s, "
             f"{step['server_cpu_per_handshake_us']} us CPU/handshake, connect p99 {_f(step['connect_ms_p99'])} ms, "
-            f"RSS {step['rss_mb']} MB ({step['rss_per_conn_kb']} KB/conn), failed {step['failed']} {step['failures']}")
+            f"RSS {step['rss_mb']} MB ({step['rss_per_conn_kb']} KB/conn), failed {step['failed']} {step['failures']}, "
+            f"retried {step['retries']}")
         return step["failed"] <= 0.01 * step["attempted"] and held >= 0.99 * level
 
     def profiler(self, what: str) -> "Profiler":

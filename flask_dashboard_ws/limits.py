@@ -6,10 +6,12 @@ thread; buffers binary attachments without limit; and queues outgoing packets wi
 that stops reading. :class:`SessionGuard` sits between engine.io and python-socketio (it takes over the
 ``connect``, ``message`` and ``disconnect`` handlers that python-socketio registers on its engine.io server,
 and wraps ``send_packet``, the call that every emit goes through). Its :class:`HandshakeGate`, a WSGI
-middleware, refuses a new session with HTTP 429 before engine.io builds anything for it (under
-gevent-websocket, which upgrades before the app runs, the WebSocket closes instead) past ``DASHBOARD_WS_HANDSHAKE_RATE`` per
-process or ``DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS`` per client address, or while
-``DASHBOARD_WS_MAX_PENDING_SESSIONS`` sessions wait unauthenticated; and it closes a session that:
+middleware, paces new sessions to ``DASHBOARD_WS_HANDSHAKE_RATE`` per process and
+``DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS`` per client address (a handshake waits up to
+:data:`HANDSHAKE_MAX_WAIT` for its turn), and refuses one with HTTP 429 before engine.io builds anything for
+it when its turn is further away or while ``DASHBOARD_WS_MAX_PENDING_SESSIONS`` sessions wait unauthenticated
+(under gevent-websocket, which upgrades before the app runs, the WebSocket closes instead). It closes a
+session that:
 
 * has not connected to any namespace within ``DASHBOARD_WS_AUTH_TIMEOUT``;
 * was refused a CONNECT and is connected to no namespace (the official client closes it then anyway);
@@ -53,6 +55,10 @@ ADDRESS_RATE = "address_rate"
 
 # Seconds between two ``session_limited`` lines for one reason.
 LOG_EVERY = 10.0
+
+# Longest wait for a turn under the handshake rates before a new session is refused (HTTP 429). Handshakes
+# waiting hold no session, only their connection: at most this many seconds' worth of the rates.
+HANDSHAKE_MAX_WAIT = 1.0
 
 # Socket.IO packet types, as the first character of a text packet.
 _CONNECT, _EVENT, _ACK, _BINARY_EVENT, _BINARY_ACK = "0", "2", "3", "5", "6"
@@ -185,20 +191,28 @@ class SessionGuard:
             self._logged[reason] = (now, 0)
         logger.warning("session_limited", reason=reason, suppressed=since, **fields)
 
-    def admit(self, environ: dict[str, Any]) -> bool:
-        """Whether a new session may open (:class:`HandshakeGate` asks before engine.io builds anything for it)."""
+    def admit(self, environ: dict[str, Any]) -> float | None:
+        """Whether a new session may open, asked by :class:`HandshakeGate` before engine.io builds anything.
+
+        Returns the seconds the handshake must wait for its turn (0.0: none), or None if it is refused: the
+        process has too many sessions pending, or a turn is more than :data:`HANDSHAKE_MAX_WAIT` away.
+        """
         address = client_address(environ, self.trusted_proxies)
         now = time.monotonic()
         if len(self._pending) >= self.max_pending:
             refusal = TOO_MANY_PENDING
-        elif not self.handshakes_by_address.take(address, now):
+        elif (by_address := self.handshakes_by_address.reserve(address, now, HANDSHAKE_MAX_WAIT)) is None:
             refusal = ADDRESS_RATE
-        elif not self.handshakes.take(now):
+        elif (overall := self.handshakes.reserve(now, HANDSHAKE_MAX_WAIT)) is None:
             refusal = HANDSHAKE_RATE
         else:
-            return True
+            return max(by_address, overall)
         self._record(refusal, remote_addr=address)
-        return False
+        return None
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep in the server's async mode (a green thread's sleep under eventlet and gevent)."""
+        self.server.sleep(seconds)
 
     # Helpers
 
@@ -248,31 +262,40 @@ class HandshakeGate:
         self.guard = guard
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if (
-            environ.get("PATH_INFO", "").startswith(self.path)
-            and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
-            and not self.guard.admit(environ)
+        if environ.get("PATH_INFO", "").startswith(self.path) and "sid" not in parse_qs(
+            environ.get("QUERY_STRING", "")
         ):
-            start_response("429 Too Many Requests", [("Content-Type", "text/plain"), ("Retry-After", "1")])
-            return [b"Too many connection attempts: retry later.\n"]
+            wait = self.guard.admit(environ)
+            if wait is None:
+                start_response("429 Too Many Requests", [("Content-Type", "text/plain"), ("Retry-After", "1")])
+                return [b"Too many connection attempts: retry later.\n"]
+            if wait:
+                self.guard.sleep(wait)
         return self.wsgi_app(environ, start_response)
 
 
 class TokenBucket:
-    """At most ``rate`` takes a second on average, and ``rate`` at once (a burst of one second's worth)."""
+    """At most ``rate`` takes a second on average, and ``rate`` at once (a burst of one second's worth).
+
+    :meth:`reserve` may also book a token that is not there yet, up to ``max_wait`` seconds ahead: the caller
+    waits that long. A steady stream of honest clients (a ramp, a reconnect after a deploy) is then paced
+    rather than refused, while anything beyond ``max_wait`` seconds' worth is still refused at once.
+    """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.tokens = rate
         self.stamp = time.monotonic()
 
-    def take(self, now: float) -> bool:
+    def reserve(self, now: float, max_wait: float = 0.0) -> float | None:
+        """Take a token: the seconds to wait until it is due (0.0 for one at hand), or None past ``max_wait``."""
         self.tokens = min(self.rate, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = max(self.stamp, now)  # ``now`` may predate the bucket: read just before it was made
-        if self.tokens < 1:
-            return False
+        wait = (1 - self.tokens) / self.rate if self.tokens < 1 else 0.0
+        if wait > max_wait:
+            return None
         self.tokens -= 1
-        return True
+        return wait
 
     def full(self, now: float) -> bool:
         return self.tokens + (now - self.stamp) * self.rate >= self.rate
@@ -286,14 +309,14 @@ class BucketsByKey:
         self.most = most
         self.buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str, now: float) -> bool:
+    def reserve(self, key: str, now: float, max_wait: float = 0.0) -> float | None:
         bucket = self.buckets.get(key)
         if bucket is None:
             if len(self.buckets) >= self.most:
                 # A full bucket is the same as none: dropping them keeps the clients still being limited.
                 self.buckets = {key: b for key, b in self.buckets.items() if not b.full(now)}
             bucket = self.buckets[key] = TokenBucket(self.rate)
-        return bucket.take(now)
+        return bucket.reserve(now, max_wait)
 
 
 def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:

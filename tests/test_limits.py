@@ -9,20 +9,28 @@ from flask_dashboard_ws.limits import BucketsByKey, TokenBucket, client_address
 def test_a_bucket_gives_a_burst_of_one_seconds_worth_then_its_rate():
     bucket = TokenBucket(3)
     now = bucket.stamp
-    assert [bucket.take(now) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(now + 0.34) and not bucket.take(now + 0.34)  # one more each third of a second
+    assert [bucket.reserve(now) for _ in range(4)] == [0.0, 0.0, 0.0, None]
+    assert bucket.reserve(now + 0.34) == 0.0 and bucket.reserve(now + 0.34) is None  # one more each third of a second
+
+
+def test_a_bucket_books_turns_up_to_max_wait_ahead_and_refuses_beyond():
+    bucket = TokenBucket(2)
+    now = bucket.stamp
+    waits = [bucket.reserve(now, max_wait=1.0) for _ in range(5)]
+    assert waits == [0.0, 0.0, 0.5, 1.0, None]  # the burst, then a turn every half second for one second
+    assert bucket.reserve(now + 0.5, max_wait=1.0) == 1.0  # the refused one booked nothing
 
 
 def test_a_new_bucket_read_at_a_time_just_before_it_was_made_still_has_its_burst():
     bucket = TokenBucket(1)
-    assert bucket.take(bucket.stamp - 0.001)
+    assert bucket.reserve(bucket.stamp - 0.001) == 0.0
 
 
 def test_buckets_by_key_are_separate_and_full_ones_are_forgotten_when_there_are_many():
     buckets = BucketsByKey(1, most=2)
     now = 1e9
-    assert buckets.take("a", now) and not buckets.take("a", now) and buckets.take("b", now)
-    assert buckets.take("c", now + 10)  # a and b are full again by then: forgotten, not counted
+    assert buckets.reserve("a", now) == 0.0 and buckets.reserve("a", now) is None and buckets.reserve("b", now) == 0.0
+    assert buckets.reserve("c", now + 10) == 0.0  # a and b are full again by then: forgotten, not counted
     assert set(buckets.buckets) == {"c"}
 
 

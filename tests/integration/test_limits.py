@@ -212,11 +212,12 @@ def test_a_message_over_the_inbound_limit_closes_the_session(live_server: LiveSe
 def test_a_refused_polling_handshake_gets_429_before_engineio_opens_anything(start_server: Any) -> None:
     server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1})
     url = server.url + "/socket.io/?EIO=4&transport=polling"
-    assert requests.get(url, timeout=HTTP_TIMEOUT).status_code == 200  # the one handshake of this second
     sessions = server.state()["sessions"]
-    refused = requests.get(url, timeout=HTTP_TIMEOUT)
-    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "1")
-    assert server.state()["sessions"] == sessions
+    with ThreadPoolExecutor(max_workers=20) as pool:  # at once: one at hand, one a second later, the rest refused
+        answers = list(pool.map(lambda _: requests.get(url, timeout=HTTP_TIMEOUT), range(20)))
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused and all(a.headers["Retry-After"] == "1" for a in refused)
+    assert server.state()["sessions"] == sessions + len(answers) - len(refused)
     # A session id is not a handshake: an open session's requests are never refused.
     assert requests.get(url + "&sid=not-a-session", timeout=HTTP_TIMEOUT).status_code == 400  # engine.io's answer
 
@@ -243,29 +244,45 @@ def handshake(server: LiveServer, headers: list[str] | None = None) -> str:
     return OPEN if opened.startswith("0{") else REFUSED
 
 
-def test_handshakes_from_one_address_are_rate_limited(start_server: Any) -> None:
-    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 5})
+def burst(server: LiveServer, headers: list[list[str]]) -> list[str]:
+    """Open one session per entry of ``headers`` at once, from as many threads: the outcomes, in order."""
+    with ThreadPoolExecutor(max_workers=len(headers)) as pool:
+        return list(pool.map(lambda h: handshake(server, h), headers))
+
+
+def test_handshakes_from_one_address_are_paced_to_the_rate(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 2})
     before = limited(server, "address_rate")
-    outcomes = [handshake(server) for _ in range(20)]  # far faster than 5 a second
-    assert outcomes[:5] == [OPEN] * 5  # a burst of one second's worth
-    assert REFUSED in outcomes[5:]
+    started = time.monotonic()
+    outcomes = [handshake(server) for _ in range(6)]  # one after another: each waits for its turn
+    assert outcomes == [OPEN] * 6
+    # A burst of two, then one turn every half second: the sixth cannot open before two seconds have passed.
+    assert time.monotonic() - started >= 2.0
+    assert limited(server, "address_rate") == before
+
+
+def test_handshakes_from_one_address_beyond_a_seconds_wait_are_refused(start_server: Any) -> None:
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1})
+    before = limited(server, "address_rate")
+    outcomes = burst(server, [[]] * 30)  # at once: one at hand, one a second later, the rest refused
+    assert OPEN in outcomes and REFUSED in outcomes
     assert limited(server, "address_rate") == before + outcomes.count(REFUSED)
 
 
 def test_behind_trusted_proxies_each_forwarded_address_has_its_own_rate(start_server: Any) -> None:
-    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 2, "DASHBOARD_WS_TRUSTED_PROXIES": 1})
-    first, second = (f"X-Forwarded-For: 198.51.100.{n}" for n in (1, 2))
-    assert [handshake(server, [first]) for _ in range(2)] == [OPEN, OPEN]
-    assert handshake(server, [first]) == REFUSED
-    assert handshake(server, [second]) == OPEN  # another client behind the same proxy
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1, "DASHBOARD_WS_TRUSTED_PROXIES": 1})
+    assert REFUSED in burst(server, [["X-Forwarded-For: 198.51.100.1"]] * 20)
+    assert handshake(server, ["X-Forwarded-For: 198.51.100.2"]) == OPEN  # another client behind the same proxy
     # Only the entry the trusted proxy added counts: a client cannot pick its address by prepending one.
-    assert handshake(server, ["X-Forwarded-For: 203.0.113.9, 198.51.100.1"]) == REFUSED
+    assert REFUSED in burst(server, [[f"X-Forwarded-For: 203.0.113.{n}, 198.51.100.3"] for n in range(20)])
 
 
 def test_all_handshakes_of_a_process_are_rate_limited(start_server: Any) -> None:
-    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE": 5, "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1000})
-    outcomes = [handshake(server) for _ in range(20)]
-    assert outcomes[:5] == [OPEN] * 5 and REFUSED in outcomes[5:]
+    server = start_server({"DASHBOARD_WS_HANDSHAKE_RATE": 1, "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1000})
+    before = limited(server, "handshake_rate")
+    outcomes = burst(server, [[]] * 30)
+    assert OPEN in outcomes and REFUSED in outcomes
+    assert limited(server, "handshake_rate") == before + outcomes.count(REFUSED)
 
 
 def test_sessions_not_yet_authenticated_are_capped(start_server: Any) -> None:
