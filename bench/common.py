@@ -132,6 +132,29 @@ def heap_census(top: int = 25, freeze: bool = False) -> dict[str, Any]:
             "full_collection_ms": times, "by_type": by_type}
 
 
+def garbage_census(top: int = 30) -> dict[str, Any]:
+    """What a reclaim would free, by type: unfreeze, then one full collection that keeps its garbage to count it.
+
+    For experiments: it pauses the server as a reclaim does, and the frozen heap is frozen again after it.
+    """
+    import collections
+
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        found = gc.collect()
+        by_type = collections.Counter(type(o).__name__ for o in gc.garbage).most_common(top)
+        frames = collections.Counter(f"{o.f_code.co_filename.rsplit('/', 2)[-1]}:{o.f_code.co_name}"
+                                     for o in gc.garbage if type(o).__name__ == "frame").most_common(top)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.collect()
+        gc.freeze()
+    return {"frozen_before": frozen, "unreachable": found, "by_type": by_type, "frames": frames}
+
+
 def announce(port: int) -> None:
     """The harness waits for this line on the server's standard output."""
     print(f"PORT {port}", flush=True)

@@ -2,7 +2,7 @@
 
 CPython's full collection walks every tracked object, and each socket keeps ~150 of them (eventlet), so
 with 5,000 sockets a full collection stops the whole server for about half a second (measured in
-``BENCHMARKS.md``). With an interval set, one background task per process collects the young generations
+``BENCHMARKS.md``). With an interval set, one background task per process collects what is not frozen
 and then calls ``gc.freeze()`` that often: whatever is alive by then (the app's modules, the open sockets'
 state) moves to the permanent generation, which collections skip, so no automatic collection walks more
 than about one interval's worth of objects. Garbage cycles among frozen objects, such as the state of
@@ -83,14 +83,17 @@ class Collector:
         return self._disconnects >= max(RECLAIM_AFTER_DISCONNECTS, self._open_sockets() // 4)
 
     def tick(self) -> None:
-        """Collect the young generations (or everything, when a reclaim is due), then freeze what is alive."""
+        """Collect what is not frozen (or everything, when a reclaim is due), then freeze what is alive."""
         if self.reclaim_due():
             self.reclaim()
         else:
-            # Only what was allocated since the last tick, so that young garbage is collected rather than frozen.
-            # Its pause grows with the interval: at 19,500 sockets and 1,000 events/s, ~40 ms at 1 s and under
-            # 10 ms at 0.2 s (BENCHMARKS.md).
-            gc.collect(1)
+            # Every generation, but they hold only what was allocated since the last freeze: young garbage is
+            # collected rather than frozen, including what CPython's automatic collections promoted to the oldest
+            # generation meanwhile (a collection of the young ones alone froze a quarter of the refused
+            # handshakes of a flood on eventlet, whose connections are cycles, against 4% with this). Its pause
+            # grows with the interval: at 19,500 sockets and 1,000 events/s, ~40 ms at 1 s and under 10 ms at
+            # 0.2 s (BENCHMARKS.md).
+            gc.collect(2)
         gc.freeze()
 
     def reclaim(self) -> None:

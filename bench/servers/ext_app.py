@@ -53,6 +53,7 @@ from common import (  # noqa: E402
     LISTEN_BACKLOG,
     GcProbe,
     heap_census,
+    garbage_census,
     announce,
     raise_nofile_limit,
 )
@@ -103,6 +104,12 @@ def bench_stats():
 def bench_heap():
     """Tracked objects by type and the cost of a full collection (slow: for experiments, not during phases)."""
     return jsonify(heap_census(freeze=request.args.get("freeze") == "1"))
+
+
+@app.get("/bench/garbage")
+def bench_garbage():
+    """What a reclaim would free now, by type and by frame (slow: for experiments, not during phases)."""
+    return jsonify(garbage_census())
 
 
 def serve_eventlet(port: int) -> None:
