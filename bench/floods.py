@@ -197,7 +197,7 @@ class FloodRun:
         if self.tree is not None:  # the other tree's package first: this tree's ext_app.py, its library
             os.environ["PYTHONPATH"] = str(self.tree)
         try:
-            srv_args = argparse.Namespace(ext_log="info", ext_config="{}", ext_mode=self.mode)
+            srv_args = argparse.Namespace(ext_log="info", ext_config=self.args.ext_config, ext_mode=self.mode)
             self.server = Server(f"ext-{self.mode}", srv_args, logs / f"{self.prefix}-server.log")
         finally:
             if saved is None:
@@ -423,6 +423,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=10.0)
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("--time-limit", type=float, default=3000.0, help="seconds for the whole run")
+    p.add_argument("--ext-config", default="{}", help="JSON of app.config keys for the server (default: none, as installed)")
+    p.add_argument("--label", default="floods", help="a name added to the results folder")
     args = p.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     args.floods = [f for f in args.floods.split(",") if f]
@@ -438,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile_limit()
     deadline = time.monotonic() + args.time_limit
     started = dt.datetime.now(dt.timezone.utc)
-    run_dir = BENCH / "results" / f"{started:%Y%m%dT%H%M%SZ}-floods"
+    run_dir = BENCH / "results" / f"{started:%Y%m%dT%H%M%SZ}-{args.label}"
     (run_dir / "logs").mkdir(parents=True)
     codes: list[tuple[str, Path | None]] = [] if args.only_code else [("after", None)]
     for spec in args.code:
