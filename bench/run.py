@@ -372,7 +372,8 @@ class Bench:
         """Connect users [first, end) with ``tabs`` sockets each; server CPU and wall time of the whole step."""
         per_client = [{"url": self.server.urls[i % len(self.server.urls)], "tokens_file": str(self.tokens_file), "users": list(r), "tabs": tabs,
                        "concurrency": self.args.connect_concurrency, "timeout_ms": 20000,
-                       "lean": self.args.client == "lean"}
+                       "lean": self.args.client == "lean",
+                       "rate": self.args.ramp_rate / len(self.clients) if self.args.ramp_rate else 0}
                       for i, r in enumerate(self.split(first, end))]
         cpu0, sys0, busy0 = self.server.cpu(), self.server.cpu_system(), system_busy()
         ccpu0 = [c.cpu() for c in self.clients]
@@ -880,6 +881,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client", choices=("lean", "official"), default="lean",
                    help="lean: the Socket.IO protocol over ws (cheap); official: socket.io-client 4.8")
     p.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in flight per client process")
+    p.add_argument("--ramp-rate", type=float, default=0,
+                   help="handshakes started per second in all, evenly spaced (as browsers arrive); 0: as fast as "
+                        "--connect-concurrency allows")
     p.add_argument("--driver-concurrency", type=int, default=8, help="emit requests in flight")
     p.add_argument("--max-batch", type=int, default=500, help="most events per emit request")
     p.add_argument("--settle", type=float, default=1.0, help="seconds to wait after each ramp step")

@@ -184,12 +184,21 @@ async function connect(msg) {
                                                                   userAddress(user));
   let retries = 0;
   let ok = 0;
+  // --ramp-rate: this process's share of the handshakes per second, started at even intervals (as a population
+  // of browsers arrives), so that every server's sockets get the same spread of ping phases.
+  const interval = msg.rate ? 1000 / msg.rate : 0;
+  let nextSlot = common.nowMs();
   let next = 0;
   const t0 = common.nowMs();
   let tEnd = t0;
   async function worker() {
     while (next < jobs.length) {
       const user = jobs[next++];
+      if (interval) {
+        const slot = Math.max(common.nowMs(), nextSlot);
+        nextSlot = slot + interval;
+        await new Promise((done) => setTimeout(done, slot - common.nowMs()));
+      }
       const start = common.nowMs();
       let r = await attempt(user);
       for (let n = 0; msg.lean && r.reason === "http_429" && n < MAX_RETRIES; n++) {
