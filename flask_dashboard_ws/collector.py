@@ -14,8 +14,10 @@ sockets) rather than in all new objects (which, while sockets connect, are mostl
 garbage stays bounded under reconnect churn, and a server whose sockets stay connected sees one long pause
 per reclaim interval. The price is paid in disconnect storms, where the rule fires several times as the open
 sockets dwindle (19,500 sockets leaving took ~15 s against ~7.5 s with freezing off; spacing the reclaims
-out made storms as fast but let held garbage and pauses grow: BENCHMARKS.md). ``gc.freeze()`` itself only
-splices lists.
+out made storms as fast but let held garbage and pauses grow: BENCHMARKS.md). So a reclaim that the
+disconnects made due waits until a tick finds that no session ended since the previous one, for at most
+``STORM_WAIT``: one reclaim after a storm of a few thousand disconnects, not one per quarter of the sockets
+left. ``gc.freeze()`` itself only splices lists.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ _started = False  # the collector is one per process, like the garbage collector
 # the app's start-up heap (~40 ms for the benchmark's app), which a small server should not pay every minute.
 RECLAIM_AFTER_DISCONNECTS = 1000
 
+# Longest a reclaim that the disconnects made due waits for them to stop (a disconnect storm): one reclaim
+# after the storm instead of one every quarter of the sockets left (each pauses the whole process), with the
+# garbage held meanwhile bounded by this many seconds of disconnects.
+STORM_WAIT = 5.0
+
 
 class Collector:
     """Freezes the heap every ``freeze_interval`` seconds and reclaims it every ``reclaim_interval``."""
@@ -55,6 +62,8 @@ class Collector:
         self._open_sockets = open_sockets
         self._last_reclaim = time.monotonic()
         self._disconnects = 0  # since the last reclaim
+        self._disconnects_at_tick = 0  # as the last tick saw them
+        self._due_since: float | None = None  # when the disconnects made a reclaim due
 
     def start(self) -> None:
         """Start the process's task on the first call after start-up (a socket's connect); later calls return."""
@@ -77,14 +86,22 @@ class Collector:
         now be garbage that only a reclaim frees."""
         self._disconnects += 1
 
-    def reclaim_due(self) -> bool:
-        if time.monotonic() - self._last_reclaim >= self.reclaim_interval:
+    def reclaim_due(self, now: float) -> bool:
+        """The interval has passed, or enough sessions ended and they have stopped ending (or STORM_WAIT passed)."""
+        if now - self._last_reclaim >= self.reclaim_interval:
             return True
-        return self._disconnects >= max(RECLAIM_AFTER_DISCONNECTS, self._open_sockets() // 4)
+        if self._disconnects < max(RECLAIM_AFTER_DISCONNECTS, self._open_sockets() // 4):
+            return False
+        if self._due_since is None:
+            self._due_since = now
+        still_ending = self._disconnects != self._disconnects_at_tick
+        return not still_ending or now - self._due_since >= STORM_WAIT
 
     def tick(self) -> None:
         """Collect what is not frozen (or everything, when a reclaim is due), then freeze what is alive."""
-        if self.reclaim_due():
+        due = self.reclaim_due(time.monotonic())
+        self._disconnects_at_tick = self._disconnects
+        if due:
             self.reclaim()
         else:
             # Every generation, but they hold only what was allocated since the last freeze: young garbage is
@@ -103,6 +120,7 @@ class Collector:
         found = gc.collect()
         self._last_reclaim = time.monotonic()
         disconnects, self._disconnects = self._disconnects, 0
+        self._disconnects_at_tick, self._due_since = 0, None
         logger.info(
             "gc_reclaimed",
             frozen=frozen,

@@ -100,11 +100,36 @@ def test_tick_reclaims_once_enough_sockets_disconnected(open_sockets, threshold)
         c.tick()
         assert logs == []
         c.disconnected()
-        c.tick()
+        c.tick()  # due, but a session ended since the last tick: they may still be ending
+        assert logs == []
+        c.tick()  # none since: reclaim
         c.disconnected()
+        c.tick()
         c.tick()  # the count starts again after a reclaim
     [line] = logs
     assert line["event"] == "gc_reclaimed" and line["disconnects"] == threshold
+
+
+def test_a_disconnect_storm_gets_one_reclaim_after_it_or_one_every_storm_wait(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(collector.time, "monotonic", lambda: now[0])
+    c = make(reclaim_interval=3600.0, open_sockets=100)
+    with capture_logs() as logs:
+        for _ in range(10):  # 2,500 sessions ending over ten ticks: past the threshold, still going
+            for _ in range(250):
+                c.disconnected()
+            c.tick()
+            now[0] += 0.25
+        assert logs == []
+        c.tick()  # the storm is over
+        assert [line["disconnects"] for line in logs] == [2500]
+        while now[0] < 1002.5 + collector.STORM_WAIT + 1:  # a storm that does not stop
+            for _ in range(250):
+                c.disconnected()
+            c.tick()
+            now[0] += 0.25
+    # Due from the fourth tick of the second storm, reclaimed STORM_WAIT later, whatever the count by then.
+    assert len(logs) == 2 and logs[1]["disconnects"] == 250 * (4 + int(collector.STORM_WAIT / 0.25))
 
 
 def test_start_runs_one_task_per_process():
