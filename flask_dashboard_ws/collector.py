@@ -106,7 +106,7 @@ class Collector:
         else:
             # Every generation, but they hold only what was allocated since the last freeze: young garbage is
             # collected rather than frozen, including what CPython's automatic collections promoted to the oldest
-            # generation meanwhile (a collection of the young ones alone froze a quarter of the refused
+            # generation meanwhile (a collection of the young ones alone froze a fifth of the refused
             # handshakes of a flood on eventlet, whose connections are cycles, against 4% with this). Its pause
             # grows with the interval: at 19,500 sockets and 1,000 events/s, ~40 ms at 1 s and under 10 ms at
             # 0.2 s (BENCHMARKS.md).
