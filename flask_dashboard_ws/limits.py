@@ -249,7 +249,7 @@ class SessionGuard:
 
 
 class HandshakeGate:
-    """WSGI middleware: refuses a new session on the Socket.IO path with HTTP 429 when the guard says so.
+    """WSGI middleware: holds a new session on the Socket.IO path until its turn, or refuses it with HTTP 429.
 
     It runs before engine.io, which would otherwise build a session (a socket, its queue, an open packet)
     for every handshake it then refuses. Requests that carry a session id (``sid``) belong to an open
