@@ -3,6 +3,7 @@
 from marshmallow import ValidationError
 
 from .config import ConfigError
+from .emitter import DeliveryUnavailable
 from .envelope import EnvelopeSchema, EventTooLarge
 from .events import EventType, UnknownEventType
 from .extension import DashboardRealtime
@@ -24,6 +25,7 @@ __all__ = [
     "DashboardRealtime",
     "DashboardSummarySchema",
     "DashboardViewSchema",
+    "DeliveryUnavailable",
     "EnvelopeSchema",
     "EventTooLarge",
     "EventType",

@@ -54,13 +54,26 @@ class Identity:
     expires_at: float | None
 
 
-def find_token(auth: Any, allowed_origins: Iterable[str]) -> tuple[str, str]:
-    """Return ``(token, source)`` from the first source that has one, in the documented order."""
+def auth_token(auth: Any) -> str | None:
+    """The token of a CONNECT packet's ``auth`` data (``{"token": ...}``), if it has one."""
     if isinstance(auth, Mapping) and auth.get("token") not in (None, ""):
         token = auth["token"]
         if not isinstance(token, str):
             raise AuthFailed(TOKEN_INVALID, "auth token is not a string")
+        return token
+    return None
+
+
+def find_token(auth: Any, allowed_origins: Iterable[str]) -> tuple[str, str]:
+    """Return ``(token, source)`` from the first source that has one, in the documented order."""
+    token = auth_token(auth)
+    if token is not None:
         return token, "auth"
+    return handshake_token(allowed_origins)
+
+
+def handshake_token(allowed_origins: Iterable[str]) -> tuple[str, str]:
+    """The token of the handshake request: its query string, its Authorization header or its cookie."""
     if request.args.get("token"):
         return request.args["token"], "query_string"
     header = request.headers.get(jwt_config.header_name)

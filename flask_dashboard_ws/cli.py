@@ -1,9 +1,10 @@
 """``flask dashboard-ws emit``: send one event to one user from a shell, a cron job or a deploy script.
 
 The command runs in a process that serves no socket, so the event reaches the user's sockets through the
-message queue. Exit status: 0 once the queue took the event (its ``eventId`` is printed on the last line of
-standard output), 2 for a bad invocation (unknown type, invalid payload, unreadable or too deeply nested JSON),
-1 when the queue cannot be reached or none is configured.
+message queue (or, with the ``apigateway`` backend, through API Gateway). Exit status: 0 once the backend took
+the event (its ``eventId`` is printed on the last line of standard output), 2 for a bad invocation (unknown
+type, invalid payload, unreadable or too deeply nested JSON), 1 when the backend cannot be reached or no
+message queue is configured.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from marshmallow import ValidationError
 from socketio.pubsub_manager import PubSubManager
 
 from . import emitter
+from .emitter import DeliveryUnavailable
 from .events import EventType, UnknownEventType, event_type
-from .queue import QueueUnavailable
 from .rooms import user_id_of
 
 _TYPES = ", ".join(member.value for member in EventType)
@@ -55,19 +56,20 @@ def emit_command(user_id: str, type_name: str, payload: str) -> None:
     except UnknownEventType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     try:
-        outgoing = emitter.prepare(kind, user_id, data, state.settings.max_event_bytes)
+        outgoing = emitter.prepare(kind, user_id, data, state.event_limit)
     except ValidationError as exc:
         raise click.BadParameter(f"invalid {kind.value} payload: {json.dumps(exc.messages)}", param_hint="'--payload'") from None
     except (RecursionError, OverflowError) as exc:  # the payload's fault too, should any escape validation
         raise click.BadParameter(f"invalid {kind.value} payload: {exc}", param_hint="'--payload'") from None
-    if not isinstance(state.socketio.server.manager, PubSubManager):
+    on_socketio = state.settings.backend == "socketio"
+    if on_socketio and not isinstance(state.socketio.server.manager, PubSubManager):
         raise click.ClickException(
             "no message queue is configured (DASHBOARD_WS_MESSAGE_QUEUE): this process serves no sockets, "
             "so the event would reach no one"
         )
     try:
         emitter.send_now(state, outgoing)
-    except QueueUnavailable as exc:
+    except DeliveryUnavailable as exc:
         raise click.ClickException(str(exc)) from None  # exit status 1
     click.echo(outgoing.envelope["eventId"])
 

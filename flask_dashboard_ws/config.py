@@ -39,7 +39,29 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_HANDSHAKE_RATE": 200.0,
     "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 30.0,
     "DASHBOARD_WS_TRUSTED_PROXIES": 0,
+    "DASHBOARD_WS_BACKEND": "socketio",
 }
+
+# The keys of the "apigateway" backend (AWS Lambda behind an API Gateway WebSocket API), read only with it.
+APIGATEWAY_DEFAULTS: dict[str, Any] = {
+    "DASHBOARD_WS_APIGATEWAY_ENDPOINT": None,
+    "DASHBOARD_WS_APIGATEWAY_TABLE": None,
+    "DASHBOARD_WS_APIGATEWAY_USER_INDEX": "userId",
+    "DASHBOARD_WS_APIGATEWAY_REGION": None,
+    "DASHBOARD_WS_APIGATEWAY_TIMEOUT": 2.0,
+    "DASHBOARD_WS_APIGATEWAY_CONCURRENCY": 10,
+    "DASHBOARD_WS_APIGATEWAY_PING_INTERVAL": 300.0,
+    "DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT": 120.0,
+    "DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL": 60.0,
+    "DASHBOARD_WS_APIGATEWAY_MAX_AGE": 6600.0,
+}
+BACKENDS = ("socketio", "apigateway")
+
+# API Gateway's quotas that the settings must fit (aws-apigateway.md; AWS's "Amazon API Gateway quotas").
+APIGATEWAY_IDLE_TIMEOUT = 600.0
+APIGATEWAY_MAX_DURATION = 7200.0
+# Node's timers overflow above 2**31 - 1 ms, and socket.io-client waits pingInterval + pingTimeout on one.
+_NODE_TIMER_MAX = (2**31 - 1) / 1000
 
 # The freeze interval that "auto" means in the green-thread modes, where one process holds thousands of
 # sockets (BENCHMARKS.md); in threading mode (Werkzeug's development server, test clients) it means off.
@@ -87,6 +109,8 @@ class Settings:
     handshake_rate: float = DEFAULTS["DASHBOARD_WS_HANDSHAKE_RATE"]
     handshake_rate_per_address: float = DEFAULTS["DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS"]
     trusted_proxies: int = DEFAULTS["DASHBOARD_WS_TRUSTED_PROXIES"]
+    backend: str = DEFAULTS["DASHBOARD_WS_BACKEND"]
+    apigateway: ApiGatewaySettings | None = None
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -109,6 +133,22 @@ class Settings:
         if self.async_mode is not None:
             kwargs["async_mode"] = self.async_mode
         return kwargs
+
+
+@dataclass(frozen=True)
+class ApiGatewaySettings:
+    """The checked ``DASHBOARD_WS_APIGATEWAY_*`` keys (seconds for the times)."""
+
+    endpoint: str
+    table: str
+    user_index: str = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_USER_INDEX"]
+    region: str | None = None
+    timeout: float = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_TIMEOUT"]
+    concurrency: int = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_CONCURRENCY"]
+    ping_interval: float = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_PING_INTERVAL"]
+    ping_timeout: float = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT"]
+    sweep_interval: float = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL"]
+    max_age: float = APIGATEWAY_DEFAULTS["DASHBOARD_WS_APIGATEWAY_MAX_AGE"]
 
 
 def load_settings(app: Flask) -> Settings:
@@ -139,7 +179,89 @@ def load_settings(app: Flask) -> Settings:
             "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS", config["DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS"]
         ),
         trusted_proxies=_count("DASHBOARD_WS_TRUSTED_PROXIES", config["DASHBOARD_WS_TRUSTED_PROXIES"], 0),
+        **_backend(config),
     )
+
+
+def _backend(config: dict[str, Any]) -> dict[str, Any]:
+    key = "DASHBOARD_WS_BACKEND"
+    backend = config[key]
+    if backend not in BACKENDS:
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "socketio":
+        return {"backend": backend}
+    if config["DASHBOARD_WS_MESSAGE_QUEUE"] is not None:
+        raise ConfigError(
+            "DASHBOARD_WS_MESSAGE_QUEUE must be None with DASHBOARD_WS_BACKEND='apigateway': "
+            "API Gateway holds the sockets and every process posts to them directly"
+        )
+    return {"backend": backend, "apigateway": _apigateway(config)}
+
+
+def _apigateway(config: dict[str, Any]) -> ApiGatewaySettings:
+    """Set the defaults of the ``DASHBOARD_WS_APIGATEWAY_*`` keys; check them, and how they fit API Gateway's quotas."""
+    values = {key: config.setdefault(key, default) for key, default in APIGATEWAY_DEFAULTS.items()}
+    settings = ApiGatewaySettings(
+        endpoint=_endpoint(values["DASHBOARD_WS_APIGATEWAY_ENDPOINT"]),
+        table=_name("DASHBOARD_WS_APIGATEWAY_TABLE", values["DASHBOARD_WS_APIGATEWAY_TABLE"]),
+        user_index=_name("DASHBOARD_WS_APIGATEWAY_USER_INDEX", values["DASHBOARD_WS_APIGATEWAY_USER_INDEX"]),
+        region=_optional_name("DASHBOARD_WS_APIGATEWAY_REGION", values["DASHBOARD_WS_APIGATEWAY_REGION"]),
+        timeout=_seconds("DASHBOARD_WS_APIGATEWAY_TIMEOUT", values["DASHBOARD_WS_APIGATEWAY_TIMEOUT"]),
+        concurrency=_count("DASHBOARD_WS_APIGATEWAY_CONCURRENCY", values["DASHBOARD_WS_APIGATEWAY_CONCURRENCY"], 1),
+        ping_interval=_seconds("DASHBOARD_WS_APIGATEWAY_PING_INTERVAL", values["DASHBOARD_WS_APIGATEWAY_PING_INTERVAL"]),
+        ping_timeout=_seconds("DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT", values["DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT"]),
+        sweep_interval=_seconds("DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL", values["DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL"]),
+        max_age=_seconds("DASHBOARD_WS_APIGATEWAY_MAX_AGE", values["DASHBOARD_WS_APIGATEWAY_MAX_AGE"]),
+    )
+    _check_heartbeat(settings)
+    return settings
+
+
+def _check_heartbeat(settings: ApiGatewaySettings) -> None:
+    """The sweeper pings a connection at most one sweep after it is due: the client and API Gateway must wait that long."""
+    interval, timeout, sweep = settings.ping_interval, settings.ping_timeout, settings.sweep_interval
+    if timeout <= sweep:
+        raise ConfigError(
+            f"DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT ({timeout:g} s) must be longer than "
+            f"DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL ({sweep:g} s): a ping can come one sweep late"
+        )
+    if interval + sweep >= APIGATEWAY_IDLE_TIMEOUT:
+        raise ConfigError(
+            f"DASHBOARD_WS_APIGATEWAY_PING_INTERVAL + DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL ({interval + sweep:g} s) "
+            f"must be under API Gateway's idle timeout ({APIGATEWAY_IDLE_TIMEOUT:g} s)"
+        )
+    if interval + timeout >= _NODE_TIMER_MAX:
+        raise ConfigError(
+            "DASHBOARD_WS_APIGATEWAY_PING_INTERVAL + DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT must be under "
+            f"{_NODE_TIMER_MAX:g} s, the longest timer socket.io-client can set"
+        )
+    if settings.max_age + sweep > APIGATEWAY_MAX_DURATION:
+        raise ConfigError(
+            f"DASHBOARD_WS_APIGATEWAY_MAX_AGE + DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL "
+            f"({settings.max_age + sweep:g} s) must not exceed API Gateway's connection limit "
+            f"({APIGATEWAY_MAX_DURATION:g} s): the sweeper recycles a connection before AWS drops it"
+        )
+
+
+def _endpoint(value: Any) -> str:
+    key = "DASHBOARD_WS_APIGATEWAY_ENDPOINT"
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError(
+            f"{key} must be the WebSocket API's connections URL, "
+            f"'https://{{api-id}}.execute-api.{{region}}.amazonaws.com/{{stage}}', got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_name(key: str, value: Any) -> str | None:
+    return None if value is None else _name(key, value)
 
 
 def _namespace(value: Any) -> str:

@@ -4,29 +4,56 @@ Validation always happens at the call, so a bad payload fails in the view that b
 moves the send: events emitted while handling a request that then fails describe a write that did not
 happen, so they are dropped.
 
-When the message queue does not take an event (``QueueUnavailable``), a send at once logs ``event_dropped``
-and raises to the caller; a deferred send can only log, since its view has returned, and the events queued
-after it in the same request are dropped too (in order, and without waiting on the queue again).
+When the backend does not take an event (:class:`DeliveryUnavailable`: the Redis message queue's
+``QueueUnavailable``, or ``ApiGatewayUnavailable`` on AWS), a send at once logs ``event_dropped`` and raises to
+the caller; a deferred send can only log, since its view has returned, and the events queued after it in the
+same request are dropped too (in order, and without waiting on the backend again).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flask import g, has_request_context
 
-from .envelope import check_size, make_envelope
+from .config import Settings
+from .envelope import SizeLimit, check_size, make_envelope
 from .events import EventType, event_type, wire_payload
 from .log import logger
-from .queue import QueueUnavailable
 from .rooms import user_room
 
-if TYPE_CHECKING:
-    from .extension import DashboardState
-
 _PENDING = "_dashboard_ws_pending"
-QUEUE_UNAVAILABLE = "queue_unavailable"
+
+
+class DeliveryUnavailable(ConnectionError):
+    """The backend did not take an event; subclassed by ``QueueUnavailable`` and ``ApiGatewayUnavailable``.
+
+    ``envelope`` is the event's envelope when the emit came through ``DashboardRealtime``; ``reason`` is what
+    ``event_dropped`` logs.
+    """
+
+    reason = "delivery_unavailable"
+
+    def __init__(self, message: str, envelope: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.envelope = envelope
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Backend(Protocol):
+    """What the emitter needs of an app's state: the Socket.IO server's, or the API Gateway one's."""
+
+    settings: Settings
+    event_limit: SizeLimit
+
+    def deliver(self, outgoing: Outgoing) -> None:
+        """Send one event to every socket of its user; raises :class:`DeliveryUnavailable`."""
+
+    def end_user(self, outgoing: Outgoing) -> None:
+        """Send the error event, then disconnect every socket of its user; raises :class:`DeliveryUnavailable`."""
 
 
 @dataclass(frozen=True)
@@ -38,18 +65,18 @@ class Outgoing:
     envelope: dict[str, Any]
 
 
-def prepare(kind: EventType | str, user_id: Any, payload: Any, max_bytes: int) -> Outgoing:
+def prepare(kind: EventType | str, user_id: Any, payload: Any, limit: SizeLimit) -> Outgoing:
     """Check the type, the user id, the payload and the enveloped size; raises before anything is sent."""
     kind = event_type(kind)
     room = user_room(user_id)
     envelope = make_envelope(kind, wire_payload(kind, payload))
-    check_size(envelope, max_bytes)
+    check_size(envelope, limit)
     return Outgoing(room=room, user_id=user_id, envelope=envelope)
 
 
-def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: Any, defer: bool | None) -> dict[str, Any]:
+def emit(state: Backend, kind: EventType | str, user_id: Any, payload: Any, defer: bool | None) -> dict[str, Any]:
     """Validate and envelope ``payload``, then send it now or queue it for the end of the request."""
-    outgoing = prepare(kind, user_id, payload, state.settings.max_event_bytes)
+    outgoing = prepare(kind, user_id, payload, state.event_limit)
     if (state.settings.defer_in_request if defer is None else defer) and has_request_context():
         g.setdefault(_PENDING, []).append(outgoing)
     else:
@@ -57,19 +84,29 @@ def emit(state: DashboardState, kind: EventType | str, user_id: Any, payload: An
     return outgoing.envelope
 
 
-def send_now(state: DashboardState, outgoing: Outgoing) -> None:
-    """Send at once; a queue outage is logged and raised to the caller with the event's envelope."""
+def send_now(state: Backend, outgoing: Outgoing) -> None:
+    """Send at once; a backend outage is logged and raised to the caller with the event's envelope."""
     try:
         send(state, outgoing, deferred=False)
-    except QueueUnavailable as exc:
-        _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=str(exc))
+    except DeliveryUnavailable as exc:
+        _log_dropped(outgoing, reason=exc.reason, error=str(exc))
         exc.envelope = outgoing.envelope
         raise
 
 
-def send(state: DashboardState, outgoing: Outgoing, deferred: bool) -> None:
+def end_user(state: Backend, outgoing: Outgoing) -> None:
+    """``disconnect_user``: at once, never deferred; an outage is logged and raised as by :func:`send_now`."""
+    try:
+        state.end_user(outgoing)
+    except DeliveryUnavailable as exc:
+        _log_dropped(outgoing, reason=exc.reason, error=str(exc))
+        exc.envelope = outgoing.envelope
+        raise
+
+
+def send(state: Backend, outgoing: Outgoing, deferred: bool) -> None:
     envelope = outgoing.envelope
-    state.socketio.emit(envelope["type"], envelope, to=outgoing.room, namespace=state.settings.namespace)
+    state.deliver(outgoing)
     logger.debug(
         "event_emitted",
         type=envelope["type"],
@@ -79,22 +116,22 @@ def send(state: DashboardState, outgoing: Outgoing, deferred: bool) -> None:
     )
 
 
-def flush_pending(state: DashboardState, error: BaseException | None) -> None:
+def flush_pending(state: Backend, error: BaseException | None) -> None:
     """Teardown: send what the request queued, in order, or drop it all if the request failed."""
     pending: list[Outgoing] = g.pop(_PENDING, [])
-    queue_error: str | None = None
+    outage: DeliveryUnavailable | None = None
     for outgoing in pending:
         if error is not None:
             _log_dropped(outgoing, reason="request_failed", error=type(error).__name__)
             continue
-        if queue_error is not None:
-            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=queue_error)
+        if outage is not None:
+            _log_dropped(outgoing, reason=outage.reason, error=str(outage))
             continue
         try:
             send(state, outgoing, deferred=True)
-        except QueueUnavailable as exc:
-            queue_error = str(exc)
-            _log_dropped(outgoing, reason=QUEUE_UNAVAILABLE, error=queue_error)
+        except DeliveryUnavailable as exc:
+            outage = exc
+            _log_dropped(outgoing, reason=exc.reason, error=str(exc))
         except Exception as exc:  # teardown must not fail the response; the loss is logged
             _log_dropped(outgoing, reason="send_failed", error=type(exc).__name__)
 

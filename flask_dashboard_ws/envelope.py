@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -47,18 +47,25 @@ def make_envelope(kind: EventType, payload: Any) -> dict[str, Any]:
 
 
 class EventTooLarge(ValidationError):
-    """An enveloped event is larger than ``DASHBOARD_WS_MAX_EVENT_BYTES``; nothing was sent."""
+    """An enveloped event is larger than its limit (``DASHBOARD_WS_MAX_EVENT_BYTES``); nothing was sent."""
 
 
-def check_size(envelope: dict[str, Any], max_bytes: int) -> None:
+class SizeLimit(NamedTuple):
+    """The most bytes an enveloped event may have, and what to call that limit in the error."""
+
+    max_bytes: int
+    name: str = "DASHBOARD_WS_MAX_EVENT_BYTES"
+
+
+def check_size(envelope: dict[str, Any], limit: SizeLimit) -> None:
     """Refuse an event whose wire form (compact JSON, non-ASCII escaped, as python-socketio sends it) is too large.
 
     Every socket of the user queues the whole event, and browsers parse it on their main thread: one large
     event costs every tab of the user, and the AWS backend takes 128 KB at most.
     """
     size = len(json.dumps(envelope, separators=(",", ":")))
-    if size > max_bytes:
+    if size > limit.max_bytes:
         raise EventTooLarge(
-            {"_schema": [f"The {envelope['type']} event is {size} bytes enveloped, over DASHBOARD_WS_MAX_EVENT_BYTES "
-                         f"({max_bytes} bytes)."]}
+            {"_schema": [f"The {envelope['type']} event is {size} bytes enveloped, over {limit.name} "
+                         f"({limit.max_bytes} bytes)."]}
         )

@@ -13,6 +13,7 @@ from .auth import Identity
 from .cli import dashboard_ws_cli
 from .collector import Collector
 from .config import ConfigError, Settings, load_settings
+from .envelope import SizeLimit
 from .events import EventType
 from .expiry import ExpiryWatcher
 from .limits import HandshakeGate, SessionGuard
@@ -41,6 +42,26 @@ class DashboardState:
     collector: Collector = field(init=False)
     guard: SessionGuard = field(init=False)
 
+    @property
+    def event_limit(self) -> SizeLimit:
+        return SizeLimit(self.settings.max_event_bytes)
+
+    def deliver(self, outgoing: emitter.Outgoing) -> None:
+        """To the user's room, through the message queue when there is one (``QueueUnavailable``)."""
+        envelope = outgoing.envelope
+        self.socketio.emit(envelope["type"], envelope, to=outgoing.room, namespace=self.settings.namespace)
+
+    def end_user(self, outgoing: emitter.Outgoing) -> None:
+        """The event, then a disconnect of the room's sockets: here even if the queue failed, elsewhere through it."""
+        try:
+            self.deliver(outgoing)
+        finally:
+            manager = self.socketio.server.manager
+            if hasattr(manager, "end_room"):
+                manager.end_room(outgoing.room, self.settings.namespace)
+            else:  # an app's own manager: this process only
+                disconnect_room(manager, outgoing.room, self.settings.namespace)
+
     def __post_init__(self) -> None:
         self.expiry = ExpiryWatcher(self.end_expired, self.socketio.start_background_task, self.socketio.sleep)
         self.collector = Collector(
@@ -66,7 +87,7 @@ class DashboardState:
         if identity is None or identity.expires_at != expires_at:
             return
         payload = {"code": "TOKEN_EXPIRED", "message": TOKEN_EXPIRED_MESSAGE}
-        envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload, self.settings.max_event_bytes).envelope
+        envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload, self.event_limit).envelope
         namespace = self.settings.namespace
         # Straight to this process's socket: through a message queue the disconnect could overtake it.
         self.socketio.server.emit(envelope["type"], envelope, to=sid, namespace=namespace, ignore_queue=True)
@@ -94,6 +115,9 @@ class DashboardRealtime:
                 "before DashboardRealtime.init_app(app)"
             )
         settings = load_settings(app)
+        if settings.backend == "apigateway":
+            self._init_apigateway(app, settings, socketio or self._socketio)
+            return
         socketio = _socketio_for(app, socketio or self._socketio, settings)
         redact_library_loggers(socketio.server)  # no token in python-socketio's or python-engineio's own lines
         socketio.on_namespace(DashboardNamespace(settings.namespace))
@@ -108,11 +132,26 @@ class DashboardRealtime:
         app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit
         self._last_socketio = socketio
 
+    @staticmethod
+    def _init_apigateway(app: Flask, settings: Settings, socketio: SocketIO | None) -> None:
+        """No Socket.IO server: API Gateway holds the sockets, and emits post to them (``apigateway``)."""
+        if socketio is not None:
+            raise ConfigError("DASHBOARD_WS_BACKEND='apigateway' serves no Socket.IO: do not pass a SocketIO")
+        from .apigateway.backend import ApiGatewayState  # boto3 is an extra
+
+        state = ApiGatewayState(settings)
+        app.extensions[EXTENSION_KEY] = state
+        app.teardown_request(lambda error: emitter.flush_pending(state, error))
+        app.cli.add_command(dashboard_ws_cli)
+
     @property
     def socketio(self) -> SocketIO:
         """The ``SocketIO`` of the current app (or, outside an app context, of the app set up last)."""
         if has_app_context() and EXTENSION_KEY in current_app.extensions:
-            return current_app.extensions[EXTENSION_KEY].socketio
+            state = current_app.extensions[EXTENSION_KEY]
+            if not isinstance(state, DashboardState):
+                raise RuntimeError("this app's DASHBOARD_WS_BACKEND is 'apigateway': it has no SocketIO")
+            return state.socketio
         if self._last_socketio is None:
             raise RuntimeError("DashboardRealtime has no SocketIO yet: call init_app(app) first")
         return self._last_socketio
@@ -160,11 +199,8 @@ class DashboardRealtime:
         """
         state = _state()
         payload = {"code": SESSION_ENDED, "message": reason}
-        outgoing = emitter.prepare(EventType.ERROR, user_id, payload, state.settings.max_event_bytes)
-        try:
-            emitter.send_now(state, outgoing)
-        finally:
-            _end_room(state, outgoing.room)
+        outgoing = emitter.prepare(EventType.ERROR, user_id, payload, state.event_limit)
+        emitter.end_user(state, outgoing)
         logger.info("user_disconnected", user_id=str(user_id), event_id=outgoing.envelope["eventId"])
         return outgoing.envelope
 
@@ -178,7 +214,10 @@ class DashboardRealtime:
         limit. ``kwargs`` go to the server (``eventlet.wsgi.server`` or gevent's ``WSGIServer``); under
         threading, everything goes to ``socketio.run``.
         """
-        socketio = app.extensions[EXTENSION_KEY].socketio
+        state = app.extensions[EXTENSION_KEY]
+        if not isinstance(state, DashboardState):
+            raise RuntimeError("this app's DASHBOARD_WS_BACKEND is 'apigateway': API Gateway serves its sockets")
+        socketio = state.socketio
         mode = socketio.async_mode
         if mode == "threading":
             socketio.run(app, host=host, port=port, **kwargs)
@@ -211,15 +250,6 @@ def _socketio_path(socketio: SocketIO) -> str:
     """The path Flask-SocketIO serves Socket.IO on (``/socket.io`` unless the app chose another)."""
     middleware = getattr(socketio, "sockio_mw", None)
     return getattr(middleware, "engineio_path", "socket.io")
-
-
-def _end_room(state: DashboardState, room: str) -> None:
-    """Disconnect the room's sockets, in every process when the manager can reach them (the extension's can)."""
-    manager = state.socketio.server.manager
-    if hasattr(manager, "end_room"):
-        manager.end_room(room, state.settings.namespace)
-    else:  # an app's own manager: this process only
-        disconnect_room(manager, room, state.settings.namespace)
 
 
 def _state() -> DashboardState:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import socketio
 from socketio.pubsub_manager import PubSubManager
 
+from .emitter import DeliveryUnavailable
 from .log import logger
 from .rooms import DashboardManager, RoomIndexMixin
 
@@ -36,7 +37,7 @@ LISTEN_RETRY_FIRST = 0.5
 LISTEN_RETRY_MAX = 5.0
 
 
-class QueueUnavailable(ConnectionError):
+class QueueUnavailable(DeliveryUnavailable):
     """The message queue did not take an event: Redis is down, unreachable or did not answer in time.
 
     The event reached at most the sockets of the emitting process itself, and is not retried. When Redis
@@ -44,12 +45,7 @@ class QueueUnavailable(ConnectionError):
     event's envelope when the emit came through ``DashboardRealtime``.
     """
 
-    def __init__(self, message: str, envelope: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.envelope = envelope
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    reason = "queue_unavailable"
 
 
 def is_redis_url(url: str | None) -> bool:

@@ -2,6 +2,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_socketio import SocketIO
 
 from flask_dashboard_ws import ConfigError, DashboardRealtime
 from flask_dashboard_ws.config import DEFAULTS, load_settings
@@ -170,3 +172,68 @@ def test_the_auto_gc_freeze_interval_is_on_only_in_the_green_thread_modes(mode, 
 def test_an_owned_option_names_the_key_to_set_instead(make_app):
     with pytest.raises(ConfigError, match="set DASHBOARD_WS_MAX_INBOUND_BYTES instead"):
         make_app(DASHBOARD_WS_SOCKETIO_OPTIONS={"max_http_buffer_size": 10_000_000})
+
+
+# -- the apigateway backend (its keys are read only with it)
+
+APIGATEWAY = {
+    "DASHBOARD_WS_BACKEND": "apigateway",
+    "DASHBOARD_WS_APIGATEWAY_ENDPOINT": "https://abc123.execute-api.eu-west-1.amazonaws.com/production/",
+    "DASHBOARD_WS_APIGATEWAY_TABLE": "connections",
+    "DASHBOARD_WS_APIGATEWAY_REGION": "eu-west-1",
+}
+
+
+def _apigateway_settings(**overrides: Any):
+    app = Flask("aws")
+    app.config.update(APIGATEWAY, **overrides)
+    return app, load_settings(app)
+
+
+def test_the_socketio_backend_is_the_default_and_sets_no_apigateway_keys():
+    app = Flask("plain")
+    settings = load_settings(app)
+    assert settings.backend == "socketio" and settings.apigateway is None
+    assert not any(key.startswith("DASHBOARD_WS_APIGATEWAY_") for key in app.config)
+
+
+def test_apigateway_defaults_are_set_on_the_app_config():
+    app, settings = _apigateway_settings()
+    aws = settings.apigateway
+    assert aws.endpoint == "https://abc123.execute-api.eu-west-1.amazonaws.com/production"  # no trailing slash
+    assert (aws.table, aws.user_index, aws.region) == ("connections", "userId", "eu-west-1")
+    assert (aws.ping_interval, aws.ping_timeout, aws.sweep_interval, aws.max_age) == (300.0, 120.0, 60.0, 6600.0)
+    assert app.config["DASHBOARD_WS_APIGATEWAY_CONCURRENCY"] == 10
+    assert app.config["DASHBOARD_WS_APIGATEWAY_TIMEOUT"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"DASHBOARD_WS_BACKEND": "lambda"}, "DASHBOARD_WS_BACKEND must be one of 'socketio', 'apigateway'"),
+        ({"DASHBOARD_WS_APIGATEWAY_ENDPOINT": None}, "DASHBOARD_WS_APIGATEWAY_ENDPOINT must be the WebSocket API's"),
+        ({"DASHBOARD_WS_APIGATEWAY_ENDPOINT": "wss://abc/production"}, "DASHBOARD_WS_APIGATEWAY_ENDPOINT"),
+        ({"DASHBOARD_WS_APIGATEWAY_TABLE": ""}, "DASHBOARD_WS_APIGATEWAY_TABLE must be a non-empty string"),
+        ({"DASHBOARD_WS_APIGATEWAY_CONCURRENCY": 0}, "DASHBOARD_WS_APIGATEWAY_CONCURRENCY must be a whole number"),
+        ({"DASHBOARD_WS_APIGATEWAY_TIMEOUT": 0}, "DASHBOARD_WS_APIGATEWAY_TIMEOUT must be a number of seconds"),
+        ({"DASHBOARD_WS_MESSAGE_QUEUE": "redis://127.0.0.1:6379/0"}, "DASHBOARD_WS_MESSAGE_QUEUE must be None"),
+        ({"DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT": 60}, "PING_TIMEOUT (60 s) must be longer than"),
+        ({"DASHBOARD_WS_APIGATEWAY_PING_INTERVAL": 540}, "under API Gateway's idle timeout (600 s)"),
+        ({"DASHBOARD_WS_APIGATEWAY_MAX_AGE": 7170}, "must not exceed API Gateway's connection limit (7200 s)"),
+        (
+            {"DASHBOARD_WS_APIGATEWAY_PING_TIMEOUT": 2_200_000, "DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL": 1},
+            "the longest timer socket.io-client can set",
+        ),
+    ],
+)
+def test_bad_apigateway_values_name_the_key(overrides: dict[str, Any], message: str):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _apigateway_settings(**overrides)
+
+
+def test_apigateway_init_app_refuses_a_socketio():
+    app = Flask("aws")
+    app.config.update(APIGATEWAY, JWT_SECRET_KEY="k" * 32)
+    JWTManager(app)
+    with pytest.raises(ConfigError, match="do not pass a SocketIO"):
+        DashboardRealtime(app, socketio=SocketIO())

@@ -188,8 +188,19 @@ let failedAttempts = 0;
 let authRetried = false;
 let pollTimer = null;
 
+// Where the events come from: this app's Socket.IO server, or on AWS the API Gateway WebSocket API, whose
+// stage is the path (e.g. wss://abc.execute-api.eu-west-1.amazonaws.com/prod). The client is the same.
+function socketTarget() {
+  const configured = document.querySelector('meta[name="dashboard-websocket-url"]')?.content;
+  if (!configured) return { url: "/dashboard", options: {} };
+  const api = new URL(configured);
+  return { url: `${api.origin}/dashboard`, options: { path: api.pathname, addTrailingSlash: false } };
+}
+
 function connect() {
-  socket = io("/dashboard", {
+  const target = socketTarget();
+  socket = io(target.url, {
+    ...target.options,
     transports: ["websocket"],
     auth: (send) => send({ token: tokens.access }), // called on every attempt: reconnects use the newest token
     reconnectionDelay: SETTINGS.reconnectDelay,

@@ -1,0 +1,252 @@
+"""Fixtures for the apigateway backend: dynalite, serverless-offline running the tests' service, and the
+official socket.io-client on Node.
+
+These tests need boto3 (the ``[aws]`` extra) and ``npm ci --prefix example_app``; the tox environment
+``py311-aws`` has both and sets ``DASHBOARD_WS_TEST_AWS=1``, under which anything missing fails the run instead
+of skipping it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.apigateway.emulator import (
+    OFFLINE_CREDENTIALS,
+    REPO,
+    Dynalite,
+    Offline,
+    create_connections_table,
+    missing_tools,
+)
+
+REQUIRED = os.environ.get("DASHBOARD_WS_TEST_AWS") == "1"
+
+if importlib.util.find_spec("boto3") is None and not REQUIRED:
+    collect_ignore_glob = ["test_*.py"]  # the [aws] extra is not installed: tox's py311-aws runs these
+
+SERVICE_DIR = Path(__file__).parent / "service"
+CLIENT_SCRIPT = REPO / "tests" / "js" / "apigateway_client.mjs"
+EVENT_TIMEOUT = 20.0
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dynalite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dynalite]:
+    reason = missing_tools()
+    if reason:
+        _unavailable(reason)
+    if shutil.which("node") is None:
+        _unavailable("node is not installed")
+    server = Dynalite(tmp_path_factory.mktemp("dynalite"))
+    yield server
+    server.stop()
+
+
+class NodeTabs:
+    """``apigateway_client.mjs``: one or more tabs of socket.io-client, and what they observed, in order."""
+
+    def __init__(self, url: str, token: str, tabs: int = 1) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(CLIENT_SCRIPT), url, token, str(tabs)],
+            cwd=CLIENT_SCRIPT.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.seen: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for(lambda seen: seen["kind"] == "started")
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
+        """The first observation, from those not yet read, for which ``predicate`` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                seen = self._lines.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                raise AssertionError(f"not observed within {timeout}s; seen: {self.seen}") from None
+            if seen is None:
+                assert self.process.stderr is not None
+                raise AssertionError(f"node exited; seen: {self.seen}; stderr: {self.process.stderr.read()}")
+            self.seen.append(seen)
+            if predicate(seen):
+                return seen
+
+    def wait_kind(self, kind: str, tab: int | None = None, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
+        return self.wait_for(lambda seen: seen["kind"] == kind and (tab is None or seen["tab"] == tab), timeout)
+
+    def wait_connected(self, tabs: int = 1) -> None:
+        for tab in range(tabs):
+            self.wait_kind("connect", tab)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Read what has arrived so far without waiting."""
+        while True:
+            try:
+                seen = self._lines.get_nowait()
+            except queue.Empty:
+                return self.seen
+            if seen is None:
+                return self.seen
+            self.seen.append(seen)
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [seen for seen in self.drain() if seen["kind"] == kind]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class AwsService:
+    """The tests' service under serverless-offline, its table in dynalite, and an app like its own."""
+
+    SERVICE = "dashboard-ws-test"
+
+    def __init__(self, dynalite: Dynalite, workdir: Path, config: dict[str, Any]) -> None:
+        self.table = f"connections-{uuid.uuid4().hex[:12]}"
+        create_connections_table(dynalite.client(), self.table)
+        self.dynamodb = dynalite.client()
+        self.revoked_file = workdir / "revoked"
+        self.config = {
+            "DASHBOARD_WS_BACKEND": "apigateway",
+            "DASHBOARD_WS_APIGATEWAY_TABLE": self.table,
+            "DASHBOARD_WS_APIGATEWAY_REGION": "eu-west-1",
+            **config,
+        }
+        service_dir = workdir / "service"
+        shutil.copytree(SERVICE_DIR, service_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        (service_dir / "node_modules").symlink_to(REPO / "example_app" / "node_modules")
+        self.env = {
+            "AWS_ENDPOINT_URL_DYNAMODB": dynalite.url,
+            "TEST_REVOKED_FILE": str(self.revoked_file),
+            **{f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value) for key, value in self.config.items()},
+        }
+        # The in-process app (tokens, emits) reaches the same emulators: its boto3 reads these.
+        os.environ.update(OFFLINE_CREDENTIALS)
+        os.environ.update({key: self.env[key] for key in ("AWS_ENDPOINT_URL_DYNAMODB", "TEST_REVOKED_FILE")})
+        self.offline = Offline(service_dir, workdir, self.env)
+        self.config["DASHBOARD_WS_APIGATEWAY_ENDPOINT"] = self.offline.connections_endpoint
+        from tests.apigateway import aws_app
+
+        self.app = aws_app.create_app(self.config)
+        self.dashboard = aws_app.dashboard
+        self.tabs: list[NodeTabs] = []
+
+    # -- tokens
+
+    def token(self, user_id: str, expires: timedelta | None = None, refresh: bool = False) -> str:
+        from flask_jwt_extended import create_access_token, create_refresh_token
+
+        with self.app.app_context():
+            if refresh:
+                return create_refresh_token(user_id)
+            return create_access_token(user_id, expires_delta=expires if expires is not None else timedelta(hours=1))
+
+    def revoke(self, token: str) -> None:
+        from flask_jwt_extended import decode_token
+
+        with self.app.app_context():
+            jti = decode_token(token)["jti"]
+        with open(self.revoked_file, "a") as file:
+            file.write(jti + "\n")
+
+    # -- clients and emits
+
+    def connect(self, token: str, tabs: int = 1) -> NodeTabs:
+        client = NodeTabs(self.offline.websocket_url, token, tabs)
+        self.tabs.append(client)
+        return client
+
+    def emit_summary(self, user_id: str, total: int) -> dict[str, Any]:
+        with self.app.app_context():
+            return self.dashboard.emit_summary_updated(user_id, summary(total))
+
+    def emit_from_another_process(self, user_id: str, total: int) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env, **{f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value)
+                                             for key, value in self.config.items()}}
+        return subprocess.run(
+            [sys.executable, "-m", "tests.apigateway.aws_app", user_id, json.dumps(summary(total))],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        )
+
+    def sweep(self) -> dict[str, Any]:
+        """Invoke the sweep function through the emulator's Lambda API, as the schedule would."""
+        import boto3
+
+        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.offline.lambda_port}", region_name="eu-west-1",
+                              aws_access_key_id="offline", aws_secret_access_key="offline")
+        answer = client.invoke(FunctionName=f"{self.SERVICE}-local-sweep", Payload=b"{}")
+        return json.loads(answer["Payload"].read())
+
+    def items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=self.table)["Items"]
+
+    def stop(self) -> None:
+        for client in self.tabs:
+            client.close()
+        self.offline.stop()
+
+
+def summary(total: int) -> dict[str, Any]:
+    return {
+        "totalMocs": total,
+        "totalWishlistItems": 0,
+        "mocsByBuildStatus": {"ADDED": total, "IN_PROGRESS": 0, "BUILT": 0},
+        "mocsByCoverageStatus": {"FULL_INVENTORY": total, "PARTIAL_ORDERED": 0, "NONE": 0},
+    }
+
+
+@pytest.fixture(scope="module")
+def start_service(dynalite: Dynalite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AwsService]]:
+    """``start_service(config)``: a service with these ``DASHBOARD_WS_*`` values, stopped when the module ends."""
+    services: list[AwsService] = []
+
+    def start(config: dict[str, Any] | None = None) -> AwsService:
+        service = AwsService(dynalite, tmp_path_factory.mktemp("aws"), config or {})
+        services.append(service)
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
