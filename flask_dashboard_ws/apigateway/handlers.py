@@ -57,11 +57,14 @@ class LambdaHandlers:
     state: ApiGatewayState
     lambda_client: Any = None
 
-    def websocket(self, event: Mapping[str, Any], context: Any) -> dict[str, Any] | None:
-        """The WebSocket API's three routes, and this function's own asynchronous open invocations."""
+    def websocket(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        """The WebSocket API's three routes, and this function's own asynchronous open invocations.
+
+        Every path returns a truthy result: serverless-offline waits for one until the function times out.
+        """
         if OPEN_EVENT in event:
             self._guarded("open", self.open, event[OPEN_EVENT])
-            return None
+            return OK
         route = event["requestContext"]["routeKey"]
         connection_id = event["requestContext"]["connectionId"]
         if route == "$connect":

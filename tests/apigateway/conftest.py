@@ -75,6 +75,7 @@ class NodeTabs:
             text=True,
         )
         self.seen: list[dict[str, Any]] = []
+        self._returned: set[int] = set()
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -87,7 +88,11 @@ class NodeTabs:
         self._lines.put(None)
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
-        """The first observation, from those not yet read, for which ``predicate`` holds."""
+        """The first observation not returned before for which ``predicate`` holds, in the order of arrival."""
+        for index, seen in enumerate(self.seen):
+            if index not in self._returned and predicate(seen):
+                self._returned.add(index)
+                return seen
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -100,6 +105,7 @@ class NodeTabs:
                 raise AssertionError(f"node exited; seen: {self.seen}; stderr: {self.process.stderr.read()}")
             self.seen.append(seen)
             if predicate(seen):
+                self._returned.add(len(self.seen) - 1)
                 return seen
 
     def wait_kind(self, kind: str, tab: int | None = None, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
@@ -145,8 +151,8 @@ class AwsService:
 
     def __init__(self, dynalite: Dynalite, workdir: Path, config: dict[str, Any]) -> None:
         self.table = f"connections-{uuid.uuid4().hex[:12]}"
-        create_connections_table(dynalite.client(), self.table)
         self.dynamodb = dynalite.client()
+        create_connections_table(self.dynamodb, self.table)
         self.revoked_file = workdir / "revoked"
         self.config = {
             "DASHBOARD_WS_BACKEND": "apigateway",
@@ -216,16 +222,25 @@ class AwsService:
 
         client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.offline.lambda_port}", region_name="eu-west-1",
                               aws_access_key_id="offline", aws_secret_access_key="offline")
-        answer = client.invoke(FunctionName=f"{self.SERVICE}-local-sweep", Payload=b"{}")
-        return json.loads(answer["Payload"].read())
+        try:
+            answer = client.invoke(FunctionName=f"{self.SERVICE}-local-sweep", Payload=b"{}")
+            return json.loads(answer["Payload"].read())
+        finally:
+            client.close()
 
     def items(self) -> list[dict[str, Any]]:
         return self.dynamodb.scan(TableName=self.table)["Items"]
 
+    def close_clients(self) -> None:
+        while self.tabs:
+            self.tabs.pop().close()
+
     def stop(self) -> None:
-        for client in self.tabs:
-            client.close()
+        self.close_clients()
         self.offline.stop()
+        state = self.app.extensions["dashboard_ws"]
+        for client in (self.dynamodb, state.table.client, state.api.client):
+            client.close()
 
 
 def summary(total: int) -> dict[str, Any]:
@@ -250,3 +265,17 @@ def start_service(dynalite: Dynalite, tmp_path_factory: pytest.TempPathFactory) 
     yield start
     for service in services:
         service.stop()
+
+
+@pytest.fixture
+def close_clients() -> Iterator[Callable[[AwsService], AwsService]]:
+    """``close_clients(service)``: the clients that the test opens on ``service`` are closed when it ends."""
+    used: list[AwsService] = []
+
+    def register(service: AwsService) -> AwsService:
+        used.append(service)
+        return service
+
+    yield register
+    for service in used:
+        service.close_clients()
