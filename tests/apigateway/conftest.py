@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websocket
 
 from tests.apigateway.emulator import (
     OFFLINE_CREDENTIALS,
@@ -42,6 +43,26 @@ if importlib.util.find_spec("boto3") is None and not REQUIRED:
 SERVICE_DIR = Path(__file__).parent / "service"
 CLIENT_SCRIPT = REPO / "tests" / "js" / "apigateway_client.mjs"
 EVENT_TIMEOUT = 20.0
+WAIT = 20.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def assert_closed_by_server(ws: websocket.WebSocket) -> None:
+    """Read until the server closes the WebSocket; fail if it does not within the socket's timeout."""
+    try:
+        while ws.recv():  # "" once the close frame has arrived
+            pass
+    except websocket.WebSocketTimeoutException:
+        raise AssertionError("the server did not close the connection") from None
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        pass
 
 
 def _unavailable(reason: str) -> None:

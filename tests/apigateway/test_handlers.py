@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -13,17 +12,7 @@ import websocket
 from structlog.testing import capture_logs
 
 from flask_dashboard_ws import EventTooLarge
-from tests.apigateway.conftest import AwsService
-
-WAIT = 20.0
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from tests.apigateway.conftest import WAIT, AwsService, assert_closed_by_server, wait_until
 
 # Pings every 20 s with 20 s of grace: no test here lasts long enough to need the sweeper's pings.
 CONFIG = {
@@ -145,17 +134,6 @@ def raw_connect(service: AwsService, query: str = "", **options) -> websocket.We
     opened = ws.recv()
     assert opened.startswith("0{"), opened
     return ws
-
-
-def assert_closed_by_server(ws: websocket.WebSocket) -> None:
-    """Read until the server closes the WebSocket; fail if it does not within the socket's timeout."""
-    try:
-        while ws.recv():  # "" once the close frame has arrived
-            pass
-    except websocket.WebSocketTimeoutException:
-        raise AssertionError("the server did not close the connection") from None
-    except (websocket.WebSocketConnectionClosedException, ConnectionError):
-        pass
 
 
 def test_the_open_packet_tells_the_client_the_heartbeat_and_the_payload_limit(service: AwsService) -> None:
