@@ -12,7 +12,7 @@ echo "Installing flask-dashboard-ws with the example app's dependencies ..."
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[example]"
 if [ ! -f example_app/node_modules/socket.io-client/dist/socket.io.esm.min.js ]; then
   echo "Installing socket.io-client ..."
-  npm ci --prefix example_app --no-audit --no-fund --loglevel=error
+  npm ci --prefix example_app --omit=dev --no-audit --no-fund --loglevel=error  # the AWS tooling is for tests
 fi
 .venv/bin/flask --app example_app seed --if-empty
 exec .venv/bin/python -m example_app --port "${PORT:-5000}"

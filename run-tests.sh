@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test matrix with tox (py311 in the three async modes, py310 on the lowest dependency versions,
-# py313). Extra arguments go to tox, e.g. ./run-tests.sh -e py312-gevent.
+# py313, and py311-aws: the AWS Lambda backend under serverless-offline). Extra arguments go to tox, e.g.
+# ./run-tests.sh -e py312-gevent.
 set -euo pipefail
 cd "$(dirname "$0")"
 discover=()
@@ -12,7 +13,8 @@ if command -v pyenv >/dev/null; then
     fi
   done
 fi
-# The official JavaScript client, for the tests that drive it and for the example app's page.
+# The official JavaScript client, for the tests that drive it and for the example app's page; and the AWS
+# emulators (serverless-offline, dynalite) from example_app's devDependencies, for the apigateway tests.
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 npm ci --prefix example_app --no-audit --no-fund --loglevel=error
 python3 -m pip install -q --disable-pip-version-check "tox>=4.11"

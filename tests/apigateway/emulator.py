@@ -116,7 +116,12 @@ class Offline(Process):
 
     def __init__(self, service_dir: Path, workdir: Path, env: dict[str, str], params: dict[str, str] | None = None) -> None:
         self.http_port, self.websocket_port, self.lambda_port = free_port(), free_port(), free_port()
-        params = {"connectionsEndpoint": self.connections_endpoint, "websocketUrl": self.websocket_url, **(params or {})}
+        params = {
+            "connectionsEndpoint": self.connections_endpoint,
+            "websocketUrl": self.websocket_url,
+            "pageOrigin": self.http_url,
+            **(params or {}),
+        }
         args = [
             str(NODE_MODULES / ".bin" / "serverless"), "offline", "start", "--stage", "local", "--host", "127.0.0.1",
             "--httpPort", str(self.http_port), "--websocketPort", str(self.websocket_port),

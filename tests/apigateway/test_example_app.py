@@ -1,0 +1,68 @@
+"""The example app's whole flow on "AWS": example_app/serverless.yml under serverless-offline.
+
+Its REST API runs as a Lambda behind the HTTP API (through apig-wsgi), its page and socket.io-client connect
+to the WebSocket API, and a MOC posted over HTTP reaches the page as ``dashboard:recentMocAdded``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.apigateway.conftest import NodeTabs
+from tests.apigateway.emulator import REPO, Dynalite, Offline, create_connections_table
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def example(dynalite: Dynalite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offline]:
+    workdir = tmp_path_factory.mktemp("example-aws")
+    env = {"EXAMPLE_APP_INSTANCE_PATH": str(workdir / "instance"), "AWS_ENDPOINT_URL_DYNAMODB": dynalite.url}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "example_app", "seed"], cwd=REPO, check=True,
+                   env={**os.environ, **env}, capture_output=True, timeout=120)
+    client = dynalite.client()
+    try:
+        create_connections_table(client, "moc-dashboard-local-connections")  # serverless.yml's name for it
+    finally:
+        client.close()
+    offline = Offline(REPO / "example_app", workdir, env)
+    yield offline
+    offline.stop()
+
+
+def test_log_in_connect_post_a_moc_and_receive_it(example: Offline) -> None:
+    page = requests.get(f"{example.http_url}/", timeout=TIMEOUT)
+    assert page.status_code == 200
+    assert f'<meta name="dashboard-websocket-url" content="{example.websocket_url}">' in page.text
+
+    login = requests.post(f"{example.http_url}/api/auth/login", json={"username": "alice", "password": "alice-bricks"},
+                          timeout=TIMEOUT)
+    assert login.status_code == 200, login.text
+    token = login.json()["accessToken"]
+    client = NodeTabs(example.websocket_url, token)
+    try:
+        client.wait_kind("connect", timeout=TIMEOUT)
+        created = requests.post(f"{example.http_url}/api/mocs", json={"title": "Lakeside lodge", "theme": "City"},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        assert created.status_code == 201, created.text
+        event = client.wait_for(lambda seen: seen.get("name") == "dashboard:recentMocAdded", timeout=TIMEOUT)
+        assert event["envelope"]["payload"]["id"] == created.json()["id"]
+        assert event["envelope"]["payload"]["title"] == "Lakeside lodge"
+        summary = client.wait_for(lambda seen: seen.get("name") == "dashboard:summaryUpdated", timeout=TIMEOUT)
+        assert summary["envelope"]["payload"]["totalMocs"] >= 1
+    finally:
+        client.close()
+
+
+def test_the_socket_io_client_build_is_served_through_the_http_api(example: Offline) -> None:
+    """The page imports socket.io-client from the app itself, through apig-wsgi's binary support."""
+    script = requests.get(f"{example.http_url}/vendor/socket.io/socket.io.esm.min.js", timeout=TIMEOUT)
+    assert script.status_code == 200
+    assert script.content == (Path(REPO) / "example_app/node_modules/socket.io-client/dist/socket.io.esm.min.js").read_bytes()
