@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask_jwt_extended import create_access_token
 
-from flask_dashboard_ws.config import DEFAULTS
+from flask_dashboard_ws.config import APIGATEWAY_DEFAULTS, DEFAULTS
 from flask_dashboard_ws.envelope import EnvelopeSchema
 from flask_dashboard_ws.schemas import RecentMocSchema
 
@@ -49,9 +49,11 @@ def test_quick_start_delivers_the_event_to_the_users_socket() -> None:
     assert bob_socket.get_received("/dashboard") == []
 
 
-def test_config_table_lists_every_key_with_its_default() -> None:
+def test_config_tables_list_every_key_with_its_default() -> None:
+    """The main table, and the apigateway backend's in "On AWS Lambda"."""
     rows = re.findall(r"^\| `(DASHBOARD_WS_\w+)` \| `([^`]*)` \|", README, flags=re.M)
-    assert {key: default for key, default in rows} == {key: repr(value).replace("'", '"') for key, value in DEFAULTS.items()}
+    keys = {**DEFAULTS, **APIGATEWAY_DEFAULTS}
+    assert {key: default for key, default in rows} == {key: repr(value).replace("'", '"') for key, value in keys.items()}
 
 
 def test_every_python_example_compiles() -> None:
