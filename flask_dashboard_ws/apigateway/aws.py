@@ -1,7 +1,7 @@
 """The boto3 clients of the API Gateway backend, with bounded waits, and how their failures are reported.
 
 boto3 is the ``[aws]`` extra. The endpoints of DynamoDB and Lambda come from boto3's own settings (in Lambda,
-the region; elsewhere ``AWS_REGION``, or ``AWS_ENDPOINT_URL_DYNAMODB`` for an emulator); the connections API's
+the region; elsewhere ``AWS_DEFAULT_REGION``, or ``AWS_ENDPOINT_URL_DYNAMODB`` for an emulator); the connections API's
 endpoint is ``DASHBOARD_WS_APIGATEWAY_ENDPOINT``.
 """
 
@@ -56,7 +56,7 @@ def client(service: str, settings: ApiGatewaySettings, endpoint_url: str | None 
         )
     except NoRegionError:
         raise ConfigError(
-            "DASHBOARD_WS_APIGATEWAY_REGION is not set and boto3 finds no AWS region (AWS_REGION): "
+            "DASHBOARD_WS_APIGATEWAY_REGION is not set and boto3 finds no AWS region (AWS_DEFAULT_REGION): "
             "set the region of the WebSocket API"
         ) from None
 

@@ -199,6 +199,7 @@ class AwsService:
         self.app = aws_app.create_app(self.config)
         self.dashboard = aws_app.dashboard
         self.tabs: list[NodeTabs] = []
+        self.minted: list[str] = []
 
     # -- tokens
 
@@ -207,8 +208,11 @@ class AwsService:
 
         with self.app.app_context():
             if refresh:
-                return create_refresh_token(user_id)
-            return create_access_token(user_id, expires_delta=expires if expires is not None else timedelta(hours=1))
+                token = create_refresh_token(user_id)
+            else:
+                token = create_access_token(user_id, expires_delta=expires if expires is not None else timedelta(hours=1))
+        self.minted.append(token)
+        return token
 
     def revoke(self, token: str) -> None:
         from flask_jwt_extended import decode_token
@@ -286,6 +290,10 @@ def start_service(dynalite: Dynalite, tmp_path_factory: pytest.TempPathFactory) 
     yield start
     for service in services:
         service.stop()
+    # Every handler's log lines and serverless-offline's own, for every token the tests made.
+    leaked = [token[:20] for service in services for token in service.minted if token in service.offline.log()]
+    if leaked:
+        pytest.fail(f"tokens found in the emulator's log: {leaked}")
 
 
 @pytest.fixture

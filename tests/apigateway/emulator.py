@@ -25,7 +25,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 # Any values do: the emulators check no signature, but boto3 signs every request.
-OFFLINE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_REGION": "eu-west-1"}
+OFFLINE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_DEFAULT_REGION": "eu-west-1"}
 
 
 def missing_tools() -> str | None:

@@ -9,9 +9,16 @@ import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import websocket
+from flask import Flask
+
+from flask_dashboard_ws.apigateway.sweeper import due
+from flask_dashboard_ws.apigateway.table import CONNECTING, OPEN, READY, REFUSED, Connection
+from flask_dashboard_ws.config import load_settings
 
 from tests.apigateway.conftest import AwsService, assert_closed_by_server
 
@@ -105,3 +112,35 @@ def test_a_connection_is_recycled_before_the_2_hour_limit_and_the_client_reconne
     assert sum(result.get("recycled", 0) for result in sweeps) == 1
     envelope = service.emit_summary("nia", 2)  # the new connection gets the user's events
     assert client.wait_kind("event")["envelope"] == envelope
+
+
+# -- what a sweep does to one connection (no emulator)
+
+
+def state_with(**config: Any) -> Any:
+    """Just what ``due`` reads: the settings."""
+    app = Flask("due")
+    app.config.update(DASHBOARD_WS_BACKEND="apigateway", DASHBOARD_WS_APIGATEWAY_ENDPOINT="https://x.example/prod",
+                      DASHBOARD_WS_APIGATEWAY_TABLE="t", **config)
+    return SimpleNamespace(settings=load_settings(app))
+
+
+DEFAULT = state_with()
+
+
+@pytest.mark.parametrize(
+    ("connection", "now", "action"),
+    [
+        (Connection("c", CONNECTING, connected_at=0), 9.9, None),
+        (Connection("c", OPEN, connected_at=0), 10.0, "auth_timeout"),  # DASHBOARD_WS_AUTH_TIMEOUT
+        (Connection("c", REFUSED, connected_at=0), 10.0, "auth_timeout"),
+        (Connection("c", READY, connected_at=0, pinged_at=0), 299.9, None),
+        (Connection("c", READY, connected_at=0, pinged_at=0), 300.0, "ping"),  # DASHBOARD_WS_APIGATEWAY_PING_INTERVAL
+        (Connection("c", READY, connected_at=0, pinged_at=250), 500.0, None),
+        (Connection("c", READY, connected_at=0, pinged_at=0, expires_at=100), 100.0, "expire"),
+        (Connection("c", READY, connected_at=0, pinged_at=6500), 6600.0, "recycle"),  # ..._MAX_AGE
+        (Connection("c", READY, connected_at=0, pinged_at=0, expires_at=6000), 6600.0, "expire"),  # expiry first
+    ],
+)
+def test_due(connection: Connection, now: float, action: str | None) -> None:
+    assert due(connection, now, DEFAULT) == action
