@@ -11,11 +11,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 import websocket
 
+from tests.apigateway.clients import NodeTabs
 from tests.apigateway.emulator import (
     OFFLINE_CREDENTIALS,
     REPO,
@@ -41,8 +40,6 @@ if importlib.util.find_spec("boto3") is None and not REQUIRED:
     collect_ignore_glob = ["test_*.py"]  # the [aws] extra is not installed: tox's py311-aws runs these
 
 SERVICE_DIR = Path(__file__).parent / "service"
-CLIENT_SCRIPT = REPO / "tests" / "js" / "apigateway_client.mjs"
-EVENT_TIMEOUT = 20.0
 WAIT = 20.0
 
 
@@ -81,88 +78,6 @@ def dynalite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dynalite]:
     server = Dynalite(tmp_path_factory.mktemp("dynalite"))
     yield server
     server.stop()
-
-
-class NodeTabs:
-    """``apigateway_client.mjs``: one or more tabs of socket.io-client, and what they observed, in order."""
-
-    def __init__(self, url: str, token: str, tabs: int = 1) -> None:
-        self.process = subprocess.Popen(
-            ["node", str(CLIENT_SCRIPT), url, token, str(tabs)],
-            cwd=CLIENT_SCRIPT.parent,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.seen: list[dict[str, Any]] = []
-        self._returned: set[int] = set()
-        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_for(lambda seen: seen["kind"] == "started")
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(json.loads(line))
-        self._lines.put(None)
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
-        """The first observation not returned before for which ``predicate`` holds, in the order of arrival."""
-        for index, seen in enumerate(self.seen):
-            if index not in self._returned and predicate(seen):
-                self._returned.add(index)
-                return seen
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                seen = self._lines.get(timeout=max(remaining, 0))
-            except queue.Empty:
-                raise AssertionError(f"not observed within {timeout}s; seen: {self.seen}") from None
-            if seen is None:
-                assert self.process.stderr is not None
-                raise AssertionError(f"node exited; seen: {self.seen}; stderr: {self.process.stderr.read()}")
-            self.seen.append(seen)
-            if predicate(seen):
-                self._returned.add(len(self.seen) - 1)
-                return seen
-
-    def wait_kind(self, kind: str, tab: int | None = None, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
-        return self.wait_for(lambda seen: seen["kind"] == kind and (tab is None or seen["tab"] == tab), timeout)
-
-    def wait_connected(self, tabs: int = 1) -> None:
-        for tab in range(tabs):
-            self.wait_kind("connect", tab)
-
-    def drain(self) -> list[dict[str, Any]]:
-        """Read what has arrived so far without waiting."""
-        while True:
-            try:
-                seen = self._lines.get_nowait()
-            except queue.Empty:
-                return self.seen
-            if seen is None:
-                return self.seen
-            self.seen.append(seen)
-
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [seen for seen in self.drain() if seen["kind"] == kind]
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 class AwsService:

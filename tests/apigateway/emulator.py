@@ -114,8 +114,12 @@ def create_connections_table(client: Any, name: str) -> None:
 class Offline(Process):
     """``serverless offline`` for the service in ``service_dir``, on free ports, stage ``local``."""
 
-    def __init__(self, service_dir: Path, workdir: Path, env: dict[str, str], params: dict[str, str] | None = None) -> None:
-        self.http_port, self.websocket_port, self.lambda_port = free_port(), free_port(), free_port()
+    def __init__(
+        self, service_dir: Path, workdir: Path, env: dict[str, str], params: dict[str, str] | None = None,
+        websocket_port: int | None = None,
+    ) -> None:
+        self.http_port, self.lambda_port = free_port(), free_port()
+        self.websocket_port = websocket_port or free_port()
         params = {
             "connectionsEndpoint": self.connections_endpoint,
             "websocketUrl": self.websocket_url,

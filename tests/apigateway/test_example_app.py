@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.apigateway.conftest import NodeTabs
+from tests.apigateway.clients import NodeTabs
 from tests.apigateway.emulator import REPO, Dynalite, Offline, create_connections_table
 
 TIMEOUT = 30.0

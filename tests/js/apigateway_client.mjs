@@ -2,7 +2,8 @@
 // emulator), as the example page does: transports ["websocket"], the stage as the path, the client's defaults
 // otherwise (reconnection on). Prints one JSON object per line, each with the tab's index and Date.now():
 // {"kind": "connect"}, {"kind": "connect_error", "message", "data"}, {"kind": "disconnect", "reason"},
-// {"kind": "event", "name", "envelope"}, {"kind": "ping"}. Runs until its standard input closes.
+// {"kind": "event", "name", "envelope"}, {"kind": "ping"}, and {"kind": "opening"} just before each tab's
+// io() call (the start of its connect time). Runs until its standard input closes.
 //
 //   node apigateway_client.mjs <ws url with the stage, e.g. ws://127.0.0.1:3001/local> <token or -> [<tabs>]
 import { io } from "socket.io-client";
@@ -17,6 +18,7 @@ const print = (tab, observation) => console.log(JSON.stringify({ tab, t: Date.no
 
 const sockets = [];
 for (let tab = 0; tab < Number(tabs); tab += 1) {
+  print(tab, { kind: "opening" });
   const socket = io(`${api.origin}/dashboard`, {
     path: api.pathname,
     addTrailingSlash: false,
