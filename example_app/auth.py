@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, request
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt_identity, jwt_required
 
-from flask_dashboard_ws import QueueUnavailable
+from flask_dashboard_ws import DeliveryUnavailable
 
 from .extensions import db, jwt, realtime
 from .models import User
@@ -58,11 +58,11 @@ def logout() -> Any:
     the official client does not retry. A tab that is offline at this moment is not reached, and may
     connect again with the tokens it still holds.
 
-    204 once done; 503 when the message queue did not take it (this process's sockets are ended, those of
-    the other processes may not be).
+    204 once done; 503 when the message queue (or, on AWS, API Gateway) did not take it (this process's
+    sockets are ended, those of the other processes may not be).
     """
     try:
         realtime.disconnect_user(get_jwt_identity(), SIGNED_OUT_MESSAGE)
-    except QueueUnavailable:
+    except DeliveryUnavailable:  # the message queue (QueueUnavailable), or API Gateway on AWS
         return {"errors": {"_schema": ["Signed out here, but other open dashboards may stay live for now."]}}, 503
     return "", 204

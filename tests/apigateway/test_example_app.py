@@ -66,3 +66,21 @@ def test_the_socket_io_client_build_is_served_through_the_http_api(example: Offl
     script = requests.get(f"{example.http_url}/vendor/socket.io/socket.io.esm.min.js", timeout=TIMEOUT)
     assert script.status_code == 200
     assert script.content == (Path(REPO) / "example_app/node_modules/socket.io-client/dist/socket.io.esm.min.js").read_bytes()
+
+
+def test_signing_out_ends_every_tab_through_api_gateway(example: Offline) -> None:
+    login = requests.post(f"{example.http_url}/api/auth/login", json={"username": "bob", "password": "bob-bricks"},
+                          timeout=TIMEOUT)
+    token = login.json()["accessToken"]
+    client = NodeTabs(example.websocket_url, token, tabs=2)
+    try:
+        client.wait_connected(2)
+        response = requests.post(f"{example.http_url}/api/auth/logout", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=TIMEOUT)
+        assert response.status_code == 204, response.text
+        for tab in range(2):
+            ended = client.wait_kind("event", tab, timeout=TIMEOUT)
+            assert ended["envelope"]["payload"]["code"] == "SESSION_ENDED"
+            assert client.wait_kind("disconnect", tab, timeout=TIMEOUT)["reason"] == "io server disconnect"
+    finally:
+        client.close()
