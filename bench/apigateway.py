@@ -42,6 +42,7 @@ import structlog
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.apigateway.aws_app import summary  # noqa: E402
 from tests.apigateway.clients import NodeTabs  # noqa: E402
 from tests.apigateway.emulator import OFFLINE_CREDENTIALS, Dynalite, Offline, create_connections_table  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
@@ -138,15 +139,6 @@ def invocations(log: str) -> list[tuple[str, float]]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summary(total: int) -> dict[str, Any]:
-    return {
-        "totalMocs": total,
-        "totalWishlistItems": 0,
-        "mocsByBuildStatus": {"ADDED": total, "IN_PROGRESS": 0, "BUILT": 0},
-        "mocsByCoverageStatus": {"FULL_INVENTORY": total, "PARTIAL_ORDERED": 0, "NONE": 0},
-    }
 
 
 def wait_until(condition: Any, what: str, timeout: float = 60.0) -> None:

@@ -89,7 +89,7 @@ def send_now(state: Backend, outgoing: Outgoing) -> None:
     try:
         send(state, outgoing, deferred=False)
     except DeliveryUnavailable as exc:
-        _log_dropped(outgoing, reason=exc.reason, error=str(exc))
+        log_dropped(outgoing, reason=exc.reason, error=str(exc))
         exc.envelope = outgoing.envelope
         raise
 
@@ -99,7 +99,7 @@ def end_user(state: Backend, outgoing: Outgoing) -> None:
     try:
         state.end_user(outgoing)
     except DeliveryUnavailable as exc:
-        _log_dropped(outgoing, reason=exc.reason, error=str(exc))
+        log_dropped(outgoing, reason=exc.reason, error=str(exc))
         exc.envelope = outgoing.envelope
         raise
 
@@ -122,27 +122,29 @@ def flush_pending(state: Backend, error: BaseException | None) -> None:
     outage: DeliveryUnavailable | None = None
     for outgoing in pending:
         if error is not None:
-            _log_dropped(outgoing, reason="request_failed", error=type(error).__name__)
+            log_dropped(outgoing, reason="request_failed", error=type(error).__name__)
             continue
         if outage is not None:
-            _log_dropped(outgoing, reason=outage.reason, error=str(outage))
+            log_dropped(outgoing, reason=outage.reason, error=str(outage))
             continue
         try:
             send(state, outgoing, deferred=True)
         except DeliveryUnavailable as exc:
             outage = exc
-            _log_dropped(outgoing, reason=exc.reason, error=str(exc))
+            log_dropped(outgoing, reason=exc.reason, error=str(exc))
         except Exception as exc:  # teardown must not fail the response; the loss is logged
-            _log_dropped(outgoing, reason="send_failed", error=type(exc).__name__)
+            log_dropped(outgoing, reason="send_failed", error=type(exc).__name__)
 
 
-def _log_dropped(outgoing: Outgoing, reason: str, error: str) -> None:
+def log_dropped(outgoing: Outgoing, reason: str, error: str | None, **fields: Any) -> None:
+    """``event_dropped``: the event, why, and (``fields``) where, e.g. the API Gateway connection."""
     envelope = outgoing.envelope
     logger.warning(
         "event_dropped",
         type=envelope["type"],
         user_id=str(outgoing.user_id),
         event_id=envelope["eventId"],
+        **fields,
         reason=reason,
         error=error,
     )

@@ -6,7 +6,8 @@ process's output. Event names: ``connect_attempt``, ``connected``, ``auth_failed
 ``connect_abandoned``, ``disconnected``, ``event_emitted``, ``event_dropped``, ``token_expired``,
 ``user_disconnected``, ``session_limited`` (rate-limited per reason), ``serving``, ``client_event_ignored``,
 from the Redis message queue ``queue_listening`` and ``queue_listen_failed``, and from the apigateway backend
-``connection_gone``, ``connection_recycled``, ``swept``, ``sweep_failed`` and ``handler_failed``. No token or secret is ever a field (queue URLs are logged
+``connection_gone``, ``connection_recycled``, ``open_failed``, ``swept``, ``sweep_failed`` and
+``handler_failed``. No token or secret is ever a field (queue URLs are logged
 without their password). python-socketio's and python-engineio's own lines (``logger=True``,
 ``engineio_logger=True``) hold none either: :func:`redact_library_loggers` filters them.
 """

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
-from ..emitter import Outgoing
+from ..emitter import Outgoing, log_dropped
 from ..envelope import SizeLimit
 from ..events import EventType
 from ..log import logger
@@ -67,17 +67,7 @@ class ApiGatewayState:
         if posted.outcome is Outcome.GONE:
             self.forget(connection_id)
         elif posted.outcome is Outcome.FAILED and outgoing is not None:
-            envelope = outgoing.envelope
-            logger.warning(
-                "event_dropped",
-                type=envelope["type"],
-                user_id=str(outgoing.user_id),
-                event_id=envelope["eventId"],
-                connection_id=connection_id,
-                reason="post_failed",
-                status=posted.status,
-                error=posted.error,
-            )
+            log_dropped(outgoing, "post_failed", posted.error, connection_id=connection_id, status=posted.status)
         return posted
 
     def end(self, connection_id: str, texts: list[str], outgoing: Outgoing | None = None) -> None:

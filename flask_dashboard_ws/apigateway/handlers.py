@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from ..auth import TOKEN_INVALID, TOKEN_MISSING, AuthFailed, Identity, auth_token, handshake_token, verify_token
+from ..auth import (
+    TOKEN_EXPIRED,
+    TOKEN_INVALID,
+    TOKEN_MISSING,
+    AuthFailed,
+    Identity,
+    auth_token,
+    handshake_token,
+    verify_token,
+)
 from ..log import logger, redact
 from ..namespace import TOO_MANY_CONNECTIONS
 from . import packets, sweeper
@@ -62,16 +71,19 @@ class LambdaHandlers:
 
         Every path returns a truthy result: serverless-offline waits for one until the function times out.
         """
+        return self._guarded("websocket", self._route, event)
+
+    def _route(self, event: Mapping[str, Any]) -> dict[str, Any]:
         if OPEN_EVENT in event:
-            self._guarded("open", self.open, event[OPEN_EVENT])
+            self.open(event[OPEN_EVENT])
             return OK
         route = event["requestContext"]["routeKey"]
         connection_id = event["requestContext"]["connectionId"]
         if route == "$connect":
-            return self._guarded(route, self.connect, connection_id, event)
+            return self.connect(connection_id, event)
         if route == "$disconnect":
-            return self._guarded(route, self.disconnect, connection_id, event)
-        return self._guarded(route, self.message, connection_id, event)
+            return self.disconnect(connection_id, event)
+        return self.message(connection_id, event)
 
     def sweep(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         """The scheduled sweeper (every ``DASHBOARD_WS_APIGATEWAY_SWEEP_INTERVAL``): pings, expiries, time-outs."""
@@ -103,12 +115,14 @@ class LambdaHandlers:
             secrets.token_urlsafe(15), aws.ping_interval, aws.ping_timeout, self.state.settings.max_inbound_bytes
         )
         deadline, wait = time.monotonic() + OPEN_RETRY_FOR, OPEN_RETRY_FIRST
-        while self.state.api.post(connection_id, text).outcome is Outcome.GONE:
+        while (posted := self.state.api.post(connection_id, text)).outcome is Outcome.GONE:
             if time.monotonic() + wait > deadline:
                 self.state.forget(connection_id)
                 return
             time.sleep(wait)
             wait = min(wait * 2, OPEN_RETRY_MAX)
+        if posted.outcome is Outcome.FAILED:  # throttled, say: the client times out and reconnects
+            logger.warning("open_failed", connection_id=connection_id, status=posted.status, error=posted.error)
 
     def disconnect(self, connection_id: str, event: Mapping[str, Any]) -> dict[str, Any]:
         connection = self.state.table.remove(connection_id)
@@ -190,7 +204,7 @@ class LambdaHandlers:
             raise AuthFailed(handshake.reason)
         assert handshake.user_id is not None
         if handshake.expires_at is not None and handshake.expires_at <= time.time():
-            raise AuthFailed("token_expired")
+            raise AuthFailed(TOKEN_EXPIRED)
         return Identity(handshake.user_id, handshake.expires_at), handshake.source
 
     def _refuse(self, log: Any, connection_id: str, reason: str, detail: str | None, source: str | None) -> dict[str, Any]:

@@ -39,6 +39,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def summary(total: int) -> dict[str, Any]:
+    return {
+        "totalMocs": total,
+        "totalWishlistItems": 0,
+        "mocsByBuildStatus": {"ADDED": total, "IN_PROGRESS": 0, "BUILT": 0},
+        "mocsByCoverageStatus": {"FULL_INVENTORY": total, "PARTIAL_ORDERED": 0, "NONE": 0},
+    }
+
+
 def emit(user_id: str, summary: dict[str, Any]) -> None:
     """Emit from this process through the public API; print the envelope, or the error and exit 1."""
     app = create_app()

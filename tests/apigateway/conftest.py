@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import websocket
 
+from tests.apigateway.aws_app import summary
 from tests.apigateway.clients import NodeTabs
 from tests.apigateway.emulator import (
     OFFLINE_CREDENTIALS,
@@ -183,15 +184,6 @@ class AwsService:
             client.close()
 
 
-def summary(total: int) -> dict[str, Any]:
-    return {
-        "totalMocs": total,
-        "totalWishlistItems": 0,
-        "mocsByBuildStatus": {"ADDED": total, "IN_PROGRESS": 0, "BUILT": 0},
-        "mocsByCoverageStatus": {"FULL_INVENTORY": total, "PARTIAL_ORDERED": 0, "NONE": 0},
-    }
-
-
 @pytest.fixture(scope="module")
 def start_service(dynalite: Dynalite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., AwsService]]:
     """``start_service(config)``: a service with these ``DASHBOARD_WS_*`` values, stopped when the module ends."""
@@ -223,3 +215,15 @@ def close_clients() -> Iterator[Callable[[AwsService], AwsService]]:
     yield register
     for service in used:
         service.close_clients()
+
+
+@pytest.fixture(scope="module")
+def module_service(start_service: Callable[..., AwsService], request: pytest.FixtureRequest) -> AwsService:
+    """One service per test module, with the module's ``CONFIG``."""
+    return start_service(request.module.CONFIG)
+
+
+@pytest.fixture
+def service(module_service: AwsService, close_clients: Callable[[AwsService], AwsService]) -> AwsService:
+    """The module's service; the clients a test opens are closed when it ends."""
+    return close_clients(module_service)

@@ -21,7 +21,7 @@ from flask_dashboard_ws.apigateway import ApiGatewayUnavailable
 from flask_dashboard_ws.apigateway.backend import APIGATEWAY_MAX_MESSAGE, event_limit
 from flask_dashboard_ws.apigateway.table import ConnectionTable
 from flask_dashboard_ws.config import load_settings
-from tests.apigateway.conftest import summary
+from tests.apigateway.aws_app import summary
 from tests.apigateway.connections_server import ConnectionsServer
 from tests.apigateway.emulator import OFFLINE_CREDENTIALS, Dynalite, create_connections_table
 

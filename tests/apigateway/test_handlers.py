@@ -22,17 +22,6 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def module_service(start_service) -> AwsService:
-    return start_service(CONFIG)
-
-
-@pytest.fixture
-def service(module_service: AwsService, close_clients) -> AwsService:
-    """The module's service; the clients a test opens are closed when it ends."""
-    return close_clients(module_service)
-
-
 def test_client_connects_and_receives_an_event_emitted_by_another_process(service: AwsService) -> None:
     client = service.connect(service.token("alice"))
     client.wait_connected()

@@ -33,16 +33,6 @@ CONFIG = {
 WAIT = 30.0  # the sweeps' deadline: long enough for the 12 s recycling
 
 
-@pytest.fixture(scope="module")
-def module_service(start_service) -> AwsService:
-    return start_service(CONFIG)
-
-
-@pytest.fixture
-def service(module_service: AwsService, close_clients) -> AwsService:
-    return close_clients(module_service)
-
-
 def sweep_until(service: AwsService, condition: Callable[[], bool], what: str, timeout: float = WAIT) -> list[dict]:
     """Sweep, as the schedule would but more often, until ``condition`` holds; the sweeps' results."""
     results = []
