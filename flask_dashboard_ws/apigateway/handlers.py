@@ -217,7 +217,11 @@ class LambdaHandlers:
         return OK
 
     def _handshake(self, event: Mapping[str, Any], headers: Mapping[str, str]) -> Handshake | None:
-        """Verify a token from the handshake's query string, header or cookie now: ``$default`` cannot see them."""
+        """Verify a token from the handshake's query string, header or cookie now: ``$default`` cannot see them.
+
+        The request is rebuilt as ``https://`` on the API's host: API Gateway serves WebSockets over TLS only, so
+        that is the API's own origin for the cookie's origin check.
+        """
         query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
         host = headers.get("host", event["requestContext"].get("domainName", "localhost"))
         with self.app.test_request_context("/", base_url=f"https://{host}", headers=dict(headers), query_string=query):

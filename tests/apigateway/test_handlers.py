@@ -204,3 +204,33 @@ def test_what_a_client_may_not_send_closes_its_connection(service: AwsService, s
         ws.shutdown()  # close() does nothing once the server has closed the connection
     wait_until(lambda: not [item for item in service.items() if item.get("userId", {}).get("S") == "ivan"],
                "ivan's item to be deleted")
+
+
+def test_a_cookie_authenticates_only_from_an_allowed_origin(start_service, close_clients) -> None:
+    """With any origin allowed to connect, a cookie still authenticates only from the API's own origin or a
+    listed one: another site's page could make the browser send it (cross-site WebSocket hijacking)."""
+    service = close_clients(start_service({
+        **CONFIG, "DASHBOARD_WS_CORS_ALLOWED_ORIGINS": "*", "JWT_TOKEN_LOCATION": ["headers", "cookies"],
+    }))
+    cookie = f"access_token_cookie={service.token('jo')}"
+    # API Gateway is TLS only: its own origin is https://, also where the emulator serves plain ws://
+    own_origin = service.offline.connections_endpoint.replace("http://", "https://")
+    for origin, answer in [("https://evil.example", "44"), (None, "40"), (own_origin, "40")]:
+        ws = raw_connect(service, cookie=cookie, **({"origin": origin} if origin else {"suppress_origin": True}))
+        try:
+            ws.send("40/dashboard,")
+            reply = ws.recv()
+        finally:
+            ws.close()
+        assert reply.startswith(answer + "/dashboard,"), (origin, reply)
+        if answer == "44":
+            assert json.loads(reply[len("44/dashboard,"):])["data"] == {"code": "AUTH_FAILED", "reason": "token_invalid"}
+
+
+def test_a_bearer_header_authenticates(service: AwsService) -> None:
+    ws = raw_connect(service, header=[f"Authorization: Bearer {service.token('kit')}"])
+    try:
+        ws.send("40/dashboard,")
+        assert ws.recv().startswith('40/dashboard,{"sid":"')
+    finally:
+        ws.close()

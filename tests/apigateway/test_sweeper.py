@@ -68,7 +68,7 @@ def test_the_sweepers_pings_keep_an_idle_client_connected(service: AwsService) -
 
 
 def test_an_expired_token_ends_the_connection_with_token_expired(service: AwsService) -> None:
-    client = service.connect(service.token("mo", expires=timedelta(seconds=2)))
+    client = service.connect(service.token("mo", expires=timedelta(seconds=4)))  # time to connect first
     client.wait_kind("connect")
     sweep_until(service, lambda: bool(client.kinds("disconnect")), "the disconnect")
     event = client.wait_kind("event")
