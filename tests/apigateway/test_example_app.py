@@ -17,6 +17,7 @@ import requests
 
 from tests.apigateway.clients import NodeTabs
 from tests.apigateway.emulator import REPO, Dynalite, Offline, create_connections_table
+from tests.example_app.conftest import browser, expect  # noqa: F401  (fixtures: Debian's Chromium, Playwright)
 
 TIMEOUT = 30.0
 
@@ -84,3 +85,26 @@ def test_signing_out_ends_every_tab_through_api_gateway(example: Offline) -> Non
             assert client.wait_kind("disconnect", tab, timeout=TIMEOUT)["reason"] == "io server disconnect"
     finally:
         client.close()
+
+
+@pytest.mark.browser
+def test_the_page_in_chromium_goes_live_over_the_websocket_api(example: Offline, browser, expect) -> None:
+    """The example page, served by the REST Lambda, connects to the WebSocket API its configuration names."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        websockets: list[str] = []
+        page.on("websocket", lambda ws: websockets.append(ws.url))
+        page.goto(f"{example.http_url}/")
+        page.fill("#login-form input[name=username]", "alice")
+        page.fill("#login-form input[name=password]", "alice-bricks")
+        page.click("#login-form button[type=submit]")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=TIMEOUT * 1000)
+        token = page.evaluate("sessionStorage.getItem('accessToken')")
+        created = requests.post(f"{example.http_url}/api/mocs", json={"title": "Cliff Lighthouse", "theme": "Ideas"},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        assert created.status_code == 201, created.text
+        expect(page.locator("#recent-mocs li .title").first).to_have_text("Cliff Lighthouse", timeout=TIMEOUT * 1000)
+        assert websockets and all(url.startswith(f"{example.websocket_url}?EIO=4&transport=websocket") for url in websockets)
+    finally:
+        context.close()
