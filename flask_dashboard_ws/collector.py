@@ -54,8 +54,10 @@ class Collector:
         start_task: Callable[[Callable[[], None]], Any],
         sleep: Callable[[float], None],
         open_sockets: Callable[[], int],
+        on_reclaim: Callable[[float], None] | None = None,
     ) -> None:
         self.freeze_interval = freeze_interval
+        self._on_reclaim = on_reclaim  # given each reclaim's pause, in seconds (the metrics' histogram)
         self.reclaim_interval = reclaim_interval
         self._start_task = start_task
         self._sleep = sleep
@@ -121,10 +123,9 @@ class Collector:
         self._last_reclaim = time.monotonic()
         disconnects, self._disconnects = self._disconnects, 0
         self._disconnects_at_tick, self._due_since = 0, None
+        pause = time.perf_counter() - started
+        if self._on_reclaim is not None:
+            self._on_reclaim(pause)
         logger.info(
-            "gc_reclaimed",
-            frozen=frozen,
-            unreachable=found,
-            disconnects=disconnects,
-            pause_ms=round((time.perf_counter() - started) * 1000, 1),
+            "gc_reclaimed", frozen=frozen, unreachable=found, disconnects=disconnects, pause_ms=round(pause * 1000, 1)
         )

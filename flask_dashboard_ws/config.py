@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 30.0,
     "DASHBOARD_WS_TRUSTED_PROXIES": 0,
     "DASHBOARD_WS_BACKEND": "socketio",
+    "DASHBOARD_WS_METRICS_PATH": None,
+    "DASHBOARD_WS_HEALTH_PATH": None,
+    "DASHBOARD_WS_READY_PATH": None,
+    "DASHBOARD_WS_READY_QUEUE_OUTAGE": 10.0,
 }
 
 # The keys of the "apigateway" backend (AWS Lambda behind an API Gateway WebSocket API), read only with it.
@@ -111,6 +115,10 @@ class Settings:
     trusted_proxies: int = DEFAULTS["DASHBOARD_WS_TRUSTED_PROXIES"]
     backend: str = DEFAULTS["DASHBOARD_WS_BACKEND"]
     apigateway: ApiGatewaySettings | None = None
+    metrics_path: str | None = None
+    health_path: str | None = None
+    ready_path: str | None = None
+    ready_queue_outage: float = DEFAULTS["DASHBOARD_WS_READY_QUEUE_OUTAGE"]
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -180,7 +188,36 @@ def load_settings(app: Flask) -> Settings:
         ),
         trusted_proxies=_count("DASHBOARD_WS_TRUSTED_PROXIES", config["DASHBOARD_WS_TRUSTED_PROXIES"], 0),
         **_backend(config),
+        **_operations(config),
     )
+
+
+def _operations(config: dict[str, Any]) -> dict[str, Any]:
+    """The paths a process answers for its operators (each off unless set), and readiness's queue grace."""
+    paths = {
+        field: _path(key, config[key])
+        for field, key in (
+            ("metrics_path", "DASHBOARD_WS_METRICS_PATH"),
+            ("health_path", "DASHBOARD_WS_HEALTH_PATH"),
+            ("ready_path", "DASHBOARD_WS_READY_PATH"),
+        )
+    }
+    taken = [path for path in paths.values() if path is not None]
+    if len(taken) != len(set(taken)):
+        raise ConfigError(
+            "DASHBOARD_WS_METRICS_PATH, DASHBOARD_WS_HEALTH_PATH and DASHBOARD_WS_READY_PATH must differ, "
+            f"got {taken}"
+        )
+    outage = _seconds("DASHBOARD_WS_READY_QUEUE_OUTAGE", config["DASHBOARD_WS_READY_QUEUE_OUTAGE"])
+    return {**paths, "ready_queue_outage": outage}
+
+
+def _path(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value) or "?" in value:
+        raise ConfigError(f"{key} must be None (off) or a path such as '/metrics', got {value!r}")
+    return value
 
 
 def _backend(config: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -18,7 +19,10 @@ from .events import EventType
 from .expiry import ExpiryWatcher
 from .limits import HandshakeGate, SessionGuard
 from .log import logger, redact_library_loggers
+from .metrics import Metrics
 from .namespace import DashboardNamespace
+from .probes import Probes
+from .queue import DashboardRedisManager
 from .rooms import disconnect_room
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
@@ -41,6 +45,9 @@ class DashboardState:
     expiry: ExpiryWatcher = field(init=False)
     collector: Collector = field(init=False)
     guard: SessionGuard = field(init=False)
+    metrics: Metrics | None = field(init=False, default=None)
+    # Why the extension itself is disconnecting a socket (its sid: "token_expired"), for the disconnect metric.
+    disconnect_causes: dict[str, str] = field(default_factory=dict)
 
     @property
     def event_limit(self) -> SizeLimit:
@@ -62,7 +69,15 @@ class DashboardState:
             else:  # an app's own manager: this process only
                 disconnect_room(manager, outgoing.room, self.settings.namespace)
 
+    def not_ready(self) -> list[str]:
+        """Why readiness answers 503: nothing, or the Redis listener has been down too long."""
+        manager = self.socketio.server.manager
+        down_for = manager.listener_down_for() if isinstance(manager, DashboardRedisManager) else 0.0
+        return ["queue_listener_down"] if down_for > self.settings.ready_queue_outage else []
+
     def __post_init__(self) -> None:
+        if self.settings.metrics_path is not None:
+            self.metrics = Metrics(lambda: self.connections)
         self.expiry = ExpiryWatcher(self.end_expired, self.socketio.start_background_task, self.socketio.sleep)
         self.collector = Collector(
             self.settings.gc_freeze_interval_for(self.socketio.async_mode),
@@ -70,6 +85,7 @@ class DashboardState:
             self.socketio.start_background_task,
             self.socketio.sleep,
             lambda: len(self.connections),
+            on_reclaim=self.metrics.gc_pause_seconds.observe if self.metrics is not None else None,
         )
         # Every engine.io session that ends leaves frozen garbage, authenticated or not.
         self.guard = SessionGuard(self.socketio.server, self.settings, on_session_end=self.collector.disconnected)
@@ -92,6 +108,7 @@ class DashboardState:
         # Straight to this process's socket: through a message queue the disconnect could overtake it.
         self.socketio.server.emit(envelope["type"], envelope, to=sid, namespace=namespace, ignore_queue=True)
         logger.info("token_expired", sid=sid, user_id=identity.user_id, event_id=envelope["eventId"])
+        self.disconnect_causes[sid] = "token_expired"
         self.socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 
@@ -123,10 +140,15 @@ class DashboardRealtime:
         socketio.on_namespace(DashboardNamespace(settings.namespace))
         state = DashboardState(settings=settings, socketio=socketio)
         state.guard.install()
+        manager = socketio.server.manager
+        if state.metrics is not None and isinstance(manager, DashboardRedisManager):
+            manager.metrics = state.metrics
+            state.metrics.queue_unreachable.set_function(manager.unreachable_for)
         path = _socketio_path(socketio)
         app.wsgi_app = HandshakeGate(app.wsgi_app, path, state.guard)  # type: ignore[method-assign]
         if not settings.compression:
             app.wsgi_app = DeclineCompression(app.wsgi_app, path)  # type: ignore[method-assign]
+        _install_probes(app, settings, state.not_ready, state.metrics)
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
         app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit
@@ -140,6 +162,7 @@ class DashboardRealtime:
         from .apigateway.backend import ApiGatewayState  # boto3 is an extra
 
         state = ApiGatewayState(settings)
+        _install_probes(app, settings, lambda: [], state.metrics)
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
         app.cli.add_command(dashboard_ws_cli)
@@ -250,6 +273,15 @@ def _socketio_path(socketio: SocketIO) -> str:
     """The path Flask-SocketIO serves Socket.IO on (``/socket.io`` unless the app chose another)."""
     middleware = getattr(socketio, "sockio_mw", None)
     return getattr(middleware, "engineio_path", "socket.io")
+
+
+def _install_probes(app: Flask, settings: Settings, not_ready: Callable[[], list[str]], metrics: Metrics | None) -> None:
+    """Liveness, readiness and metrics on their paths, in front of the app, when any is configured."""
+    if settings.health_path or settings.ready_path or settings.metrics_path:
+        app.wsgi_app = Probes(  # type: ignore[method-assign]
+            app.wsgi_app, settings.health_path, settings.ready_path, settings.metrics_path, not_ready,
+            metrics.render if metrics is not None else None,
+        )
 
 
 def _state() -> DashboardState:

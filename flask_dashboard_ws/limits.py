@@ -90,6 +90,7 @@ class SessionGuard:
         self._deadlines = ExpiryWatcher(self._deadline_passed, server.start_background_task, server.sleep)
         self._log_lock = threading.Lock()
         self._logged: dict[str, tuple[float, int]] = {}  # reason: (when last logged, occurrences since)
+        self._closing: dict[str, str] = {}  # sessions this guard closed, until their disconnect: the reason
 
     def install(self) -> None:
         """Take over python-socketio's engine.io handlers; a second call (another app, same server) does nothing."""
@@ -104,6 +105,10 @@ class SessionGuard:
         self.eio.on("message", self.on_message)
         self.eio.on("disconnect", self.on_disconnect)
         self.eio.send_packet = self.send_packet
+
+    def closed_for(self, eio_sid: str | None) -> str | None:
+        """``"limit"`` while the disconnect of a session this guard closed is being handled, else None."""
+        return "limit" if eio_sid in self._closing else None
 
     @property
     def pending(self) -> int:
@@ -145,7 +150,10 @@ class SessionGuard:
             # on reading and decoding whatever a client sends to the closed session, as fast as it is sent.
             socket.receive = _closed_receive
         self._forget(eio_sid)
-        self._on_disconnect(eio_sid, reason)
+        try:
+            self._on_disconnect(eio_sid, reason)  # the namespace's disconnect handler may ask closed_for()
+        finally:
+            self._closing.pop(eio_sid, None)
         self._on_session_end()
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
@@ -175,6 +183,7 @@ class SessionGuard:
         if socket is None or socket.closing or socket.closed:
             return
         self._record(reason, eio_sid=eio_sid, **fields)
+        self._closing[eio_sid] = reason
         if drop_backlog:
             _empty(socket.queue, self.eio.get_queue_empty_exception())
         socket.close(wait=False, abort=drop_backlog, reason=self.eio.reason.SERVER_DISCONNECT)

@@ -5,7 +5,8 @@ The namespace handles no client events at all, so a client cannot join, leave or
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import time
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room
@@ -13,6 +14,9 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room
 from .auth import TOKEN_INVALID, AuthFailed, find_token, verify_token
 from .log import logger
 from .rooms import user_room
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 # The ``data.code`` of a connection refused because its user has DASHBOARD_WS_MAX_SOCKETS_PER_USER already.
 TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
@@ -32,24 +36,33 @@ class DashboardNamespace(Namespace):
             # always has a fresh sid, so a sid that is already authenticated means a client event.
             return self._ignore("connect", sid)
         log = logger.bind(sid=sid, remote_addr=request.remote_addr)
+        metrics = state.metrics
         source = None
+        started = time.perf_counter()
         try:
             token, source = find_token(auth, state.cookie_origins())
             log.debug("connect_attempt", token_source=source)
             identity = verify_token(token)
         except AuthFailed as failure:
-            self._refuse(log, failure.reason, failure.detail, source)
+            self._refuse(log, metrics, failure.reason, failure.detail, source)
         except Exception as exc:  # an app callback (blocklist, user lookup) failed: fail closed
-            self._refuse(log, TOKEN_INVALID, type(exc).__name__, source)
+            self._refuse(log, metrics, TOKEN_INVALID, type(exc).__name__, source)
+        finally:
+            if metrics is not None:
+                metrics.auth_seconds.observe(time.perf_counter() - started)
         if not self._session_open(sid):
             # It closed while the app's callbacks waited on I/O; python-socketio's disconnect then found the
             # socket still connecting and did nothing, so accepting it now would register it for good.
             log.info("connect_abandoned", user_id=identity.user_id)
+            if metrics is not None:
+                metrics.connection_attempt("abandoned")
             return False
         room = user_room(identity.user_id)
         sockets = self._sockets_in(room)
         if sockets >= state.settings.max_sockets_per_user:
             log.warning("connect_refused", reason="too_many_connections", user_id=identity.user_id, sockets=sockets)
+            if metrics is not None:
+                metrics.connection_attempt("refused", "too_many_connections")
             raise ConnectionRefusedError(
                 "Too many connections", {"code": TOO_MANY_CONNECTIONS, "limit": state.settings.max_sockets_per_user}
             )
@@ -58,6 +71,8 @@ class DashboardNamespace(Namespace):
         state.collector.start()  # once per process, now that start-up is over
         if identity.expires_at is not None:
             state.expiry.watch(sid, identity.expires_at)
+        if metrics is not None:
+            metrics.connection_attempt("accepted")
         log.info("connected", user_id=identity.user_id)
 
     def on_disconnect(self, reason: str | None = None) -> Any:
@@ -68,8 +83,11 @@ class DashboardNamespace(Namespace):
             return self._ignore("disconnect", sid)
         state = current_app.extensions["dashboard_ws"]
         identity = state.connections.pop(sid, None)
+        cause = state.disconnect_causes.pop(sid, None) or state.guard.closed_for(self._eio_sid(sid))
         if identity is not None:
             state.expiry.unwatch(sid)
+            if state.metrics is not None:
+                state.metrics.disconnected(cause or reason)
         logger.info(
             "disconnected",
             sid=sid,
@@ -81,6 +99,9 @@ class DashboardNamespace(Namespace):
         if event in ("connect", "disconnect"):
             return super().trigger_event(event, *args)
         return self._ignore(event, args[0] if args else None)
+
+    def _eio_sid(self, sid: str) -> str | None:
+        return self.server.manager.eio_sid_from_sid(sid, self.namespace)
 
     def _session_open(self, sid: str) -> bool:
         """python-socketio drops a session's environ when the session closes."""
@@ -96,6 +117,8 @@ class DashboardNamespace(Namespace):
         return self.server.not_handled  # not None: python-socketio would then acknowledge the event
 
     @staticmethod
-    def _refuse(log: Any, reason: str, detail: str | None, source: str | None) -> NoReturn:
+    def _refuse(log: Any, metrics: Metrics | None, reason: str, detail: str | None, source: str | None) -> NoReturn:
         log.warning("auth_failed", reason=reason, detail=detail, token_source=source)
+        if metrics is not None:
+            metrics.connection_attempt("refused", reason)
         raise ConnectionRefusedError("Authentication failed", {"code": "AUTH_FAILED", "reason": reason})

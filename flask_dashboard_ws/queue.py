@@ -18,6 +18,7 @@ same channel, message format and host ids, so it interoperates with plain manage
 from __future__ import annotations
 
 import json
+import time
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -79,6 +80,11 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         self.where = redacted(url)
         self._publisher: Any = None
         self._listener: Any = None  # the subscribed PubSub, while there is one
+        self.metrics: Any = None  # the app's Metrics, when it has some (set by init_app)
+        # time.monotonic() of the first failure since Redis last answered (a publish or the listener), and of
+        # the listener's first failure since it last subscribed: the unreachable gauge and readiness read them.
+        self.unreachable_since: float | None = None
+        self.listener_down_since: float | None = None
 
     # Publishing
 
@@ -87,17 +93,27 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         # read JSON too): the server's JSON module once set up with one, else the standard library's.
         message = getattr(self, "json", json).dumps(data)
         error: Exception | None = None
+        started = time.perf_counter()
         # A second attempt only after a quick failure: a pooled connection that Redis closed (it restarted)
         # fails once, and the client then connects anew. After a timeout, trying again would double the wait.
         for _attempt in range(2):
             try:
                 if self._publisher is None:
                     self._publisher = self._client(socket_timeout=self.timeout)
-                return self._publisher.publish(self.channel, message)
+                receivers = self._publisher.publish(self.channel, message)
             except Exception as exc:  # any failure of the queue, from the Redis client or the socket
                 error = exc
                 if self._is_timeout(exc):
                     break
+            else:
+                self.unreachable_since = None
+                if self.metrics is not None:
+                    self.metrics.publish_seconds.observe(time.perf_counter() - started)
+                return receivers
+        self._unreachable()
+        if self.metrics is not None:
+            self.metrics.publish_seconds.observe(time.perf_counter() - started)
+            self.metrics.publish_failures.inc()
         raise QueueUnavailable(
             f"the message queue at {self.where} (channel {self.channel!r}) did not take the event: "
             f"{type(error).__name__}: {error}"
@@ -137,6 +153,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             try:
                 self._listener = self._subscribe()
             except Exception as exc:  # Redis is down right now: the listener keeps trying
+                self._listener_failed()
                 logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
                                retry_in=0)
         PubSubManager.initialize(self)  # starts self._thread, which reads self._listen()
@@ -155,6 +172,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 raise ConnectionError("the subscription ended")  # listen() returns only once unsubscribed
             except Exception as exc:
                 self._close_listener()
+                self._listener_failed()
                 logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
                                retry_in=delay)
                 self.server.sleep(delay)
@@ -175,8 +193,28 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         except BaseException:
             pubsub.close()
             raise
+        self.unreachable_since = self.listener_down_since = None
         logger.info("queue_listening", queue=self.where, channel=self.channel)
         return pubsub
+
+    def unreachable_for(self) -> float:
+        """Seconds since Redis stopped answering this process (0.0 while it answers)."""
+        since = self.unreachable_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def listener_down_for(self) -> float:
+        """Seconds the listener has been without a subscription (0.0 while subscribed, or before it starts)."""
+        since = self.listener_down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _unreachable(self) -> None:
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+
+    def _listener_failed(self) -> None:
+        self._unreachable()
+        if self.listener_down_since is None:
+            self.listener_down_since = time.monotonic()
 
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None

@@ -15,6 +15,7 @@ from ..emitter import Outgoing, log_dropped
 from ..envelope import SizeLimit
 from ..events import EventType
 from ..log import logger
+from ..metrics import Metrics
 from . import packets
 from .aws import ApiGatewayUnavailable, client
 from .management import ManagementApi, Outcome, Posted
@@ -32,6 +33,7 @@ class ApiGatewayState:
     table: ConnectionTable = field(init=False)
     api: ManagementApi = field(init=False)
     event_limit: SizeLimit = field(init=False)
+    metrics: Metrics | None = field(init=False, default=None)  # this process's emits only: no socket is here
 
     def __post_init__(self) -> None:
         aws = self.settings.apigateway
@@ -39,6 +41,8 @@ class ApiGatewayState:
         self.table = ConnectionTable(client("dynamodb", aws), aws.table, aws.user_index)
         self.api = ManagementApi(client("apigatewaymanagementapi", aws, endpoint_url=aws.endpoint), aws.concurrency)
         self.event_limit = event_limit(self.settings)
+        if self.settings.metrics_path is not None:
+            self.metrics = Metrics(dict)
 
     def deliver(self, outgoing: Outgoing) -> None:
         """Post the event to every connection of its user; raises :class:`ApiGatewayUnavailable`."""
@@ -67,7 +71,7 @@ class ApiGatewayState:
         if posted.outcome is Outcome.GONE:
             self.forget(connection_id)
         elif posted.outcome is Outcome.FAILED and outgoing is not None:
-            log_dropped(outgoing, "post_failed", posted.error, connection_id=connection_id, status=posted.status)
+            log_dropped(self, outgoing, "post_failed", posted.error, connection_id=connection_id, status=posted.status)
         return posted
 
     def end(self, connection_id: str, texts: list[str], outgoing: Outgoing | None = None) -> None:
