@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +61,25 @@ def start_server(server_pool: ServerPool) -> Iterator[Callable[..., LiveServer]]
 def live_server(start_server: Callable[..., LiveServer]) -> LiveServer:
     """The server with the app's default config (tokens in the Authorization header only)."""
     return start_server()
+
+
+@pytest.fixture
+def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
+    """``start_servers(config, count)``: that many server processes of the async mode under test, each on
+    its own port, stopped when the test ends; then no token the test made may be in their logs."""
+    started: list[LiveServer] = []
+
+    def start(config: dict[str, Any], count: int = 2) -> list[LiveServer]:
+        servers = []
+        for _ in range(count):
+            server = LiveServer(async_mode, config, tmp_path / f"server-{len(started) + 1}.log")
+            server.start()
+            started.append(server)
+            servers.append(server)
+        return servers
+
+    yield start
+    for server in started:
+        server.stop()
+    leaks = {str(server.log_path): server.leaked_tokens() for server in started if server.leaked_tokens()}
+    assert not leaks, f"tokens found in server logs: {leaks}"

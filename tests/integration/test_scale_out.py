@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,30 +63,6 @@ PARTIAL_PARTS = [
 
 def queue_config(url: str, channel: str, **extra: Any) -> dict[str, Any]:
     return {"DASHBOARD_WS_MESSAGE_QUEUE": url, "DASHBOARD_WS_CHANNEL": channel, **extra}
-
-
-@pytest.fixture
-def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
-    """``start_servers(config, count)``: that many server processes of the async mode under test, each on
-    its own port, stopped when the test ends; then no token the test made may be in their logs."""
-    started: list[LiveServer] = []
-
-    def start(config: dict[str, Any], count: int = 2) -> list[LiveServer]:
-        servers = []
-        for _ in range(count):
-            server = LiveServer(async_mode, config, tmp_path / f"server-{len(started) + 1}.log")
-            server.start()
-            started.append(server)
-            servers.append(server)
-        return servers
-
-    yield start
-    for server in started:
-        server.stop()
-    leaks = {str(server.log_path): server.leaked_tokens() for server in started if server.leaked_tokens()}
-    assert not leaks, f"tokens found in server logs: {leaks}"
-
-
 
 
 def subprocess_env(config: dict[str, Any]) -> dict[str, str]:
