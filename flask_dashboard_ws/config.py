@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_HEALTH_PATH": None,
     "DASHBOARD_WS_READY_PATH": None,
     "DASHBOARD_WS_READY_QUEUE_OUTAGE": 10.0,
+    "DASHBOARD_WS_DRAIN_TIMEOUT": 25.0,
 }
 
 # The keys of the "apigateway" backend (AWS Lambda behind an API Gateway WebSocket API), read only with it.
@@ -119,6 +120,7 @@ class Settings:
     health_path: str | None = None
     ready_path: str | None = None
     ready_queue_outage: float = DEFAULTS["DASHBOARD_WS_READY_QUEUE_OUTAGE"]
+    drain_timeout: float = DEFAULTS["DASHBOARD_WS_DRAIN_TIMEOUT"]
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -209,7 +211,8 @@ def _operations(config: dict[str, Any]) -> dict[str, Any]:
             f"got {taken}"
         )
     outage = _seconds("DASHBOARD_WS_READY_QUEUE_OUTAGE", config["DASHBOARD_WS_READY_QUEUE_OUTAGE"])
-    return {**paths, "ready_queue_outage": outage}
+    drain_timeout = _seconds("DASHBOARD_WS_DRAIN_TIMEOUT", config["DASHBOARD_WS_DRAIN_TIMEOUT"])
+    return {**paths, "ready_queue_outage": outage, "drain_timeout": drain_timeout}
 
 
 def _path(key: str, value: Any) -> str | None:

@@ -14,6 +14,7 @@ from .auth import Identity
 from .cli import dashboard_ws_cli
 from .collector import Collector
 from .config import ConfigError, Settings, load_settings
+from .drain import drain_sessions
 from .envelope import SizeLimit
 from .events import EventType
 from .expiry import ExpiryWatcher
@@ -70,10 +71,13 @@ class DashboardState:
                 disconnect_room(manager, outgoing.room, self.settings.namespace)
 
     def not_ready(self) -> list[str]:
-        """Why readiness answers 503: nothing, or the Redis listener has been down too long."""
+        """Why readiness answers 503: nothing; the process is draining; the Redis listener has been down too long."""
+        reasons = ["draining"] if self.guard.draining else []
         manager = self.socketio.server.manager
         down_for = manager.listener_down_for() if isinstance(manager, DashboardRedisManager) else 0.0
-        return ["queue_listener_down"] if down_for > self.settings.ready_queue_outage else []
+        if down_for > self.settings.ready_queue_outage:
+            reasons.append("queue_listener_down")
+        return reasons
 
     def __post_init__(self) -> None:
         if self.settings.metrics_path is not None:
@@ -226,6 +230,18 @@ class DashboardRealtime:
         emitter.end_user(state, outgoing)
         logger.info("user_disconnected", user_id=str(user_id), event_id=outgoing.envelope["eventId"])
         return outgoing.envelope
+
+    def drain(self, timeout: float | None = None) -> dict[str, Any]:
+        """Take this process out of service: readiness 503, new handshakes refused (503), open sessions closed.
+
+        The sessions close at the engine.io level in batches spread over ``timeout`` seconds
+        (``DASHBOARD_WS_DRAIN_TIMEOUT``), so the official client reconnects by itself, with its backoff, to
+        whichever process the load balancer picks. Returns within the budget, with what it did.
+        """
+        state = _state()
+        if not isinstance(state, DashboardState):
+            raise RuntimeError("this app's DASHBOARD_WS_BACKEND is 'apigateway': API Gateway serves its sockets")
+        return drain_sessions(state, state.settings.drain_timeout if timeout is None else timeout)
 
     def run(self, app: Flask, host: str = "127.0.0.1", port: int = 5000, *, backlog: int = BACKLOG,
             **kwargs: Any) -> None:

@@ -90,7 +90,8 @@ class SessionGuard:
         self._deadlines = ExpiryWatcher(self._deadline_passed, server.start_background_task, server.sleep)
         self._log_lock = threading.Lock()
         self._logged: dict[str, tuple[float, int]] = {}  # reason: (when last logged, occurrences since)
-        self._closing: dict[str, str] = {}  # sessions this guard closed, until their disconnect: the reason
+        self._closing: dict[str, str] = {}  # sessions this guard closed, until their disconnect: why ("limit")
+        self.draining = False  # set by drain(): new sessions are refused with 503
 
     def install(self) -> None:
         """Take over python-socketio's engine.io handlers; a second call (another app, same server) does nothing."""
@@ -107,8 +108,17 @@ class SessionGuard:
         self.eio.send_packet = self.send_packet
 
     def closed_for(self, eio_sid: str | None) -> str | None:
-        """``"limit"`` while the disconnect of a session this guard closed is being handled, else None."""
-        return "limit" if eio_sid in self._closing else None
+        """Why this guard closed the session (``"limit"``, ``"drained"``) while its disconnect is handled, else None."""
+        return self._closing.get(eio_sid) if eio_sid is not None else None
+
+    def close_for(self, eio_sid: str, cause: str) -> int:
+        """Close the session as :meth:`close` does, for ``cause``, without logging it as a limit; 1 if it was open."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closing or socket.closed:
+            return 0
+        self._closing[eio_sid] = cause
+        socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        return 1
 
     @property
     def pending(self) -> int:
@@ -183,7 +193,7 @@ class SessionGuard:
         if socket is None or socket.closing or socket.closed:
             return
         self._record(reason, eio_sid=eio_sid, **fields)
-        self._closing[eio_sid] = reason
+        self._closing[eio_sid] = "limit"
         if drop_backlog:
             _empty(socket.queue, self.eio.get_queue_empty_exception())
         socket.close(wait=False, abort=drop_backlog, reason=self.eio.reason.SERVER_DISCONNECT)
@@ -274,13 +284,25 @@ class HandshakeGate:
         if environ.get("PATH_INFO", "").startswith(self.path) and "sid" not in parse_qs(
             environ.get("QUERY_STRING", "")
         ):
+            if self.guard.draining:  # the client retries, and the load balancer picks another process
+                return _refuse(environ, start_response, "503 Service Unavailable", b"This server is shutting down.\n")
             wait = self.guard.admit(environ)
             if wait is None:
-                start_response("429 Too Many Requests", [("Content-Type", "text/plain"), ("Retry-After", "1")])
-                return [b"Too many connection attempts: retry later.\n"]
+                return _refuse(environ, start_response, "429 Too Many Requests", b"Too many connection attempts.\n")
             if wait:
                 self.guard.sleep(wait)
         return self.wsgi_app(environ, start_response)
+
+
+def _refuse(environ: dict[str, Any], start_response: Callable[..., Any], status: str, body: bytes) -> Iterable[bytes]:
+    """Answer ``status``; under gevent-websocket, whose handler has upgraded the connection before the app runs,
+    close the WebSocket instead (as engine.io's own gevent driver answers it: no response at all)."""
+    websocket = environ.get("wsgi.websocket")
+    if websocket is not None:
+        websocket.close()
+        return []
+    start_response(status, [("Content-Type", "text/plain"), ("Retry-After", "1")])
+    return [body]
 
 
 class TokenBucket:

@@ -74,6 +74,11 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
             dashboard.emit_error(get_jwt_identity(), "BURST", message, defer=False)
         return jsonify(sent=int(request.args["count"]))
 
+    @app.post("/api/test/drain")
+    def drain() -> Any:
+        """What an operator's hook (or the SIGTERM handler) does: drain this process within ``timeout`` seconds."""
+        return jsonify(dashboard.drain(float(request.args["timeout"])))
+
     @app.get("/api/test/state")
     def state() -> Any:
         """What the process holds for its sockets, for the tests that look for leaks."""
