@@ -198,6 +198,18 @@ class LiveServer:
 
     # HTTP and Socket.IO
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the server's Prometheus metrics (``DASHBOARD_WS_METRICS_PATH = "/metrics"``), 0 if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        response = requests.get(self.url + "/metrics", timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
     def request(self, method: str, path: str, token: str, json: Any = None) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"}
         return requests.request(method, self.url + path, headers=headers, json=json, timeout=HTTP_TIMEOUT)

@@ -64,7 +64,7 @@ def frames_until_closed(ws: websocket.WebSocket) -> tuple[list[str], float]:
 
 
 def test_a_drain_closes_every_session_in_paced_batches_within_its_budget(start_servers) -> None:
-    [server] = start_servers({"DASHBOARD_WS_READY_PATH": "/readyz"}, 1)
+    [server] = start_servers({"DASHBOARD_WS_READY_PATH": "/readyz", "DASHBOARD_WS_METRICS_PATH": "/metrics"}, 1)
     token = server.token(new_user())
     sockets = [dashboard_socket(server.url, token) for _ in range(SOCKETS)]
     assert requests.get(server.url + "/readyz", timeout=HTTP_TIMEOUT).status_code == 200
@@ -97,3 +97,5 @@ def test_a_drain_closes_every_session_in_paced_batches_within_its_budget(start_s
     assert max(closed_at) - min(closed_at) >= 0.4  # in batches over the budget, not all at once
     assert max(closed_at) - started <= BUDGET + 1.0
     server.wait_for_log(r"drain_finished")
+    assert server.metric("dashboard_ws_disconnects_total", reason="drained") == SOCKETS
+    assert server.metric("dashboard_ws_sockets") == 0

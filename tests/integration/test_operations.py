@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live_server import DISCONNECTED, HTTP_TIMEOUT, LiveServer, new_user
 from tests.redis_server import PrivateRedis, private_channel
@@ -20,20 +19,6 @@ OPERATIONS = {
     "DASHBOARD_WS_READY_PATH": "/readyz",
 }
 WAIT = 30.0
-
-
-def scrape(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = requests.get(server.url + "/metrics", timeout=HTTP_TIMEOUT)
-    assert response.status_code == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def metric(server: LiveServer, name: str, **labels: str) -> float:
-    return scrape(server).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def status(server: LiveServer, path: str) -> int:
@@ -62,20 +47,20 @@ def test_a_scrape_counts_sockets_users_events_and_disconnects(start_servers, sha
         "mocsByCoverageStatus": {"FULL_INVENTORY": 2, "PARTIAL_ORDERED": 0, "NONE": 0},
     })
     assert first.next_event()[1] == envelope and second.next_event()[1] == envelope  # delivered through Redis
-    assert metric(server, "dashboard_ws_sockets") == 2
-    assert metric(server, "dashboard_ws_users") == 1
-    assert metric(server, "dashboard_ws_connection_attempts_total", outcome="accepted", reason="") == 2
-    assert metric(server, "dashboard_ws_connection_attempts_total", outcome="refused", reason="token_invalid") == 1
-    assert metric(server, "dashboard_ws_events_emitted_total", type="dashboard:summaryUpdated") == 1
-    assert metric(server, "dashboard_ws_emit_duration_seconds_count") == 1
-    assert metric(server, "dashboard_ws_queue_publish_duration_seconds_count") >= 1
-    assert metric(server, "dashboard_ws_queue_unreachable_seconds") == 0
+    assert server.metric("dashboard_ws_sockets") == 2
+    assert server.metric("dashboard_ws_users") == 1
+    assert server.metric("dashboard_ws_connection_attempts_total", outcome="accepted", reason="") == 2
+    assert server.metric("dashboard_ws_connection_attempts_total", outcome="refused", reason="token_invalid") == 1
+    assert server.metric("dashboard_ws_events_emitted_total", type="dashboard:summaryUpdated") == 1
+    assert server.metric("dashboard_ws_emit_duration_seconds_count") == 1
+    assert server.metric("dashboard_ws_queue_publish_duration_seconds_count") >= 1
+    assert server.metric("dashboard_ws_queue_unreachable_seconds") == 0
     first.client.disconnect()
     assert first.next_event()[0] == DISCONNECTED
     # The client sends its namespace disconnect, then closes: whichever the server reads first names the reason.
-    eventually(lambda: sum(metric(server, "dashboard_ws_disconnects_total", reason=reason)
+    eventually(lambda: sum(server.metric("dashboard_ws_disconnects_total", reason=reason)
                            for reason in ("client", "transport")) == 1, "the disconnect's count")
-    assert metric(server, "dashboard_ws_sockets") == 1
+    assert server.metric("dashboard_ws_sockets") == 1
 
 
 def test_readiness_follows_the_queue_listener_through_a_redis_outage(
@@ -90,9 +75,9 @@ def test_readiness_follows_the_queue_listener_through_a_redis_outage(
     server.wait_for_log(r"queue_listen_failed", since=mark)
     eventually(lambda: status(server, "/readyz") == 503, "readiness to turn 503")
     assert status(server, "/healthz") == 200  # alive, only not ready
-    assert metric(server, "dashboard_ws_queue_unreachable_seconds") > 0
+    assert server.metric("dashboard_ws_queue_unreachable_seconds") > 0
     mark = server.log_mark()
     private_redis.start()  # the same port
     server.wait_for_log(r"queue_listening", since=mark)
     eventually(lambda: status(server, "/readyz") == 200, "readiness to return to 200")
-    assert metric(server, "dashboard_ws_queue_unreachable_seconds") == 0
+    assert server.metric("dashboard_ws_queue_unreachable_seconds") == 0
