@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_READY_PATH": None,
     "DASHBOARD_WS_READY_QUEUE_OUTAGE": 10.0,
     "DASHBOARD_WS_DRAIN_TIMEOUT": 25.0,
+    "DASHBOARD_WS_DRAIN_ON_SIGTERM": False,
 }
 
 # The keys of the "apigateway" backend (AWS Lambda behind an API Gateway WebSocket API), read only with it.
@@ -121,6 +122,7 @@ class Settings:
     ready_path: str | None = None
     ready_queue_outage: float = DEFAULTS["DASHBOARD_WS_READY_QUEUE_OUTAGE"]
     drain_timeout: float = DEFAULTS["DASHBOARD_WS_DRAIN_TIMEOUT"]
+    drain_on_sigterm: bool = DEFAULTS["DASHBOARD_WS_DRAIN_ON_SIGTERM"]
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -212,7 +214,8 @@ def _operations(config: dict[str, Any]) -> dict[str, Any]:
         )
     outage = _seconds("DASHBOARD_WS_READY_QUEUE_OUTAGE", config["DASHBOARD_WS_READY_QUEUE_OUTAGE"])
     drain_timeout = _seconds("DASHBOARD_WS_DRAIN_TIMEOUT", config["DASHBOARD_WS_DRAIN_TIMEOUT"])
-    return {**paths, "ready_queue_outage": outage, "drain_timeout": drain_timeout}
+    drain_on_sigterm = _boolean("DASHBOARD_WS_DRAIN_ON_SIGTERM", config["DASHBOARD_WS_DRAIN_ON_SIGTERM"])
+    return {**paths, "ready_queue_outage": outage, "drain_timeout": drain_timeout, "drain_on_sigterm": drain_on_sigterm}
 
 
 def _path(key: str, value: Any) -> str | None:

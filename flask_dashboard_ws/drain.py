@@ -10,7 +10,11 @@ reconnects to the other processes. Events of requests still running are sent as 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .log import logger
@@ -53,3 +57,49 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
 
 def _open(guard: Any) -> int:
     return sum(1 for socket in list(guard.eio.sockets.values()) if not socket.closed)
+
+
+def drain_on_sigterm(state: DashboardState, app_context: Callable[[], Any]) -> None:
+    """On SIGTERM, drain within ``DASHBOARD_WS_DRAIN_TIMEOUT``, then do what SIGTERM did before.
+
+    The drain runs as a background task of the server (a green thread under eventlet and gevent), so that the
+    server keeps serving meanwhile. Then the task sends SIGTERM again, and the handler, now in the main thread
+    as Python runs signal handlers, hands it to the previous one: gunicorn's worker handler (which stops the
+    worker within its ``graceful_timeout``: keep the drain shorter), or the default action, which ends the
+    process.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    drained = threading.Event()
+
+    def handle(signum: int, frame: Any) -> None:
+        if drained.is_set():
+            _previous_action(previous, signum, frame)
+        elif not state.guard.draining:
+            state.guard.draining = True  # readiness and the handshake gate, at once
+            logger.info("drain_requested", signal="SIGTERM")
+            state.socketio.start_background_task(drain_then_stop)
+
+    def drain_then_stop() -> None:
+        try:
+            with app_context():
+                drain_sessions(state, state.settings.drain_timeout)
+        finally:
+            drained.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread
+        from .config import ConfigError
+
+        raise ConfigError(
+            "DASHBOARD_WS_DRAIN_ON_SIGTERM: init_app must run in the process's main thread to handle SIGTERM"
+        ) from None
+
+
+def _previous_action(previous: Any, signum: int, frame: Any) -> None:
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)

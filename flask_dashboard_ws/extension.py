@@ -14,7 +14,7 @@ from .auth import Identity
 from .cli import dashboard_ws_cli
 from .collector import Collector
 from .config import ConfigError, Settings, load_settings
-from .drain import drain_sessions
+from .drain import drain_on_sigterm, drain_sessions
 from .envelope import SizeLimit
 from .events import EventType
 from .expiry import ExpiryWatcher
@@ -153,6 +153,8 @@ class DashboardRealtime:
         if not settings.compression:
             app.wsgi_app = DeclineCompression(app.wsgi_app, path)  # type: ignore[method-assign]
         _install_probes(app, settings, state.not_ready, state.metrics)
+        if settings.drain_on_sigterm:
+            drain_on_sigterm(state, app.app_context)
         app.extensions[EXTENSION_KEY] = state
         app.teardown_request(lambda error: emitter.flush_pending(state, error))
         app.cli.add_command(dashboard_ws_cli)  # flask dashboard-ws emit

@@ -80,6 +80,13 @@ class LiveServer:
         self.port = int(re.search(r"(?:^PORT |\bport=)(\d+)", line).group(1))
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def signal(self, signum: int) -> None:
+        self._process.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself; its return code (minus the signal that ended it)."""
+        return self._process.wait(timeout=timeout)
+
     def stop(self) -> None:
         """Close the test's sockets, then terminate the server (kill it if it does not end in time)."""
         self.close_sockets()

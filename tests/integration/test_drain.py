@@ -8,6 +8,8 @@ The sockets speak the protocol by hand (websocket-client), so that every frame t
 from __future__ import annotations
 
 import json
+import re
+import signal
 import threading
 import time
 from typing import Any
@@ -99,3 +101,26 @@ def test_a_drain_closes_every_session_in_paced_batches_within_its_budget(start_s
     server.wait_for_log(r"drain_finished")
     assert server.metric("dashboard_ws_disconnects_total", reason="drained") == SOCKETS
     assert server.metric("dashboard_ws_sockets") == 0
+
+
+def test_sigterm_drains_then_ends_the_process(start_servers) -> None:
+    """With DASHBOARD_WS_DRAIN_ON_SIGTERM, SIGTERM drains within the budget first, then the process ends as
+    SIGTERM ends it without the setting."""
+    [server] = start_servers({"DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": BUDGET,
+                              "DASHBOARD_WS_READY_PATH": "/readyz"}, 1)
+    token = server.token(new_user())
+    sockets = [dashboard_socket(server.url, token) for _ in range(5)]
+    seen: list[tuple[list[str], float]] = []
+    watchers = [threading.Thread(target=lambda ws=ws: seen.append(frames_until_closed(ws))) for ws in sockets]
+    for watcher in watchers:
+        watcher.start()
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=BUDGET + 20) == -signal.SIGTERM
+    for watcher in watchers:
+        watcher.join(timeout=WAIT)
+    for ws in sockets:
+        ws.shutdown()
+    assert time.monotonic() - started <= BUDGET + 10
+    assert len(seen) == 5 and not [frame for frames, _ in seen for frame in frames if frame.startswith("41")]
+    assert re.search(r"drain_finished .*closed=5 open=0", server.log), server.log[-2000:]
