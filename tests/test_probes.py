@@ -51,8 +51,10 @@ def test_readiness_is_503_once_the_queue_listener_has_been_down_too_long(make_ap
         ({"DASHBOARD_WS_READY_PATH": "/ready z"}, "DASHBOARD_WS_READY_PATH must be None"),
         ({"DASHBOARD_WS_HEALTH_PATH": "/z", "DASHBOARD_WS_READY_PATH": "/z"}, "must differ"),
         ({"DASHBOARD_WS_READY_QUEUE_OUTAGE": 0}, "DASHBOARD_WS_READY_QUEUE_OUTAGE must be a number of seconds"),
+        ({"DASHBOARD_WS_DRAIN_TIMEOUT": -1}, "DASHBOARD_WS_DRAIN_TIMEOUT must be a number of seconds"),
+        ({"DASHBOARD_WS_DRAIN_ON_SIGTERM": "yes"}, "DASHBOARD_WS_DRAIN_ON_SIGTERM must be True or False"),
     ],
 )
-def test_bad_probe_settings_name_the_key(make_app, config: dict, message: str) -> None:
+def test_bad_operations_settings_name_the_key(make_app, config: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_app(**config)
