@@ -69,12 +69,14 @@ def drain_on_sigterm(state: DashboardState, app_context: Callable[[], Any]) -> N
     process.
     """
     previous = signal.getsignal(signal.SIGTERM)
-    drained = threading.Event()
+    draining, drained = threading.Event(), threading.Event()
 
     def handle(signum: int, frame: Any) -> None:
-        if drained.is_set():
+        if drained.is_set() or (state.guard.draining and not draining.is_set()):
+            # Our drain is over, or the app drained already (a drain() from a preStop hook): stop now.
             _previous_action(previous, signum, frame)
-        elif not state.guard.draining:
+        elif not draining.is_set():
+            draining.set()
             state.guard.draining = True  # readiness and the handshake gate, at once
             logger.info("drain_requested", signal="SIGTERM")
             state.socketio.start_background_task(drain_then_stop)

@@ -124,3 +124,14 @@ def test_sigterm_drains_then_ends_the_process(start_servers) -> None:
     assert time.monotonic() - started <= BUDGET + 10
     assert len(seen) == 5 and not [frame for frames, _ in seen for frame in frames if frame.startswith("41")]
     assert re.search(r"drain_finished .*closed=5 open=0", server.log), server.log[-2000:]
+
+
+def test_sigterm_after_a_drain_ends_the_process_at_once(start_servers) -> None:
+    """A preStop hook drained already: the SIGTERM that follows must not wait for another drain."""
+    [server] = start_servers({"DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": 60.0}, 1)
+    token = server.token(new_user())
+    assert server.request("POST", "/api/test/drain?timeout=0.1", token).json()["open"] == 0
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=WAIT) == -signal.SIGTERM
+    assert time.monotonic() - started < 10  # not the 60 s budget of a second drain
