@@ -44,7 +44,13 @@ sys.path.insert(0, str(REPO))
 
 from tests.apigateway.aws_app import summary  # noqa: E402
 from tests.apigateway.clients import NodeTabs  # noqa: E402
-from tests.apigateway.emulator import OFFLINE_CREDENTIALS, Dynalite, Offline, create_connections_table  # noqa: E402
+from tests.apigateway.emulator import (  # noqa: E402
+    OFFLINE_CREDENTIALS,
+    Dynalite,
+    Offline,
+    create_connections_table,
+    flask_environ,
+)
 from tests.redis_server import free_port  # noqa: E402
 
 SERVICE_DIR = REPO / "tests" / "apigateway" / "service"
@@ -171,7 +177,7 @@ def main() -> None:
     env = {
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb.url,
         "TEST_REVOKED_FILE": str(workdir / "revoked"),
-        **{f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value) for key, value in CONFIG.items()},
+        **flask_environ(CONFIG),
     }
     # The connections proxy needs the emulator's port, and the emulator the proxy's URL: the proxy forwards
     # to a port chosen first, then the emulator is started on it.

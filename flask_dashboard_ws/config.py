@@ -307,6 +307,13 @@ def _optional_name(key: str, value: Any) -> str | None:
     return None if value is None else _name(key, value)
 
 
+def listed_origins(origins: str | list[str] | None) -> list[str]:
+    """The origins a ``cors_allowed_origins`` value names one by one: none for ``None`` (same origin) and ``'*'``."""
+    if origins is None or origins == "*":
+        return []
+    return [origins] if isinstance(origins, str) else list(origins)
+
+
 def _namespace(value: Any) -> str:
     key = "DASHBOARD_WS_NAMESPACE"
     if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -13,7 +13,7 @@ from . import emitter, queue
 from .auth import Identity
 from .cli import dashboard_ws_cli
 from .collector import Collector
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, listed_origins, load_settings
 from .drain import drain_on_sigterm, drain_sessions
 from .envelope import SizeLimit
 from .events import EventType
@@ -29,6 +29,8 @@ from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_
 
 EXTENSION_KEY = "dashboard_ws"
 
+# The dashboard:error a socket gets before it is disconnected because its token has expired.
+TOKEN_EXPIRED = "TOKEN_EXPIRED"
 TOKEN_EXPIRED_MESSAGE = "Your session has expired; reconnect with a fresh token."
 
 # The dashboard:error code a socket gets from disconnect_user() before it is disconnected.
@@ -96,17 +98,14 @@ class DashboardState:
 
     def cookie_origins(self) -> list[str]:
         """Origins besides the app's own from which a cookie may authenticate; ``'*'`` allows none."""
-        origins = self.socketio.server.eio.cors_allowed_origins
-        if origins is None or origins == "*":
-            return []
-        return [origins] if isinstance(origins, str) else list(origins)
+        return listed_origins(self.socketio.server.eio.cors_allowed_origins)
 
     def end_expired(self, sid: str, expires_at: float) -> None:
         """Tell the socket why, then disconnect it; a socket that reconnected since has another sid."""
         identity = self.connections.get(sid)
         if identity is None or identity.expires_at != expires_at:
             return
-        payload = {"code": "TOKEN_EXPIRED", "message": TOKEN_EXPIRED_MESSAGE}
+        payload = {"code": TOKEN_EXPIRED, "message": TOKEN_EXPIRED_MESSAGE}
         envelope = emitter.prepare(EventType.ERROR, identity.user_id, payload, self.event_limit).envelope
         namespace = self.settings.namespace
         # Straight to this process's socket: through a message queue the disconnect could overtake it.

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .config import ConfigError
 from .events import EventType
 
 try:
@@ -50,8 +51,6 @@ DISCONNECT_REASONS = {
 
 
 def require_prometheus_client() -> None:
-    from .config import ConfigError
-
     if CollectorRegistry is None:
         raise ConfigError(
             "DASHBOARD_WS_METRICS_PATH needs prometheus-client: pip install 'flask-dashboard-ws[metrics]'"

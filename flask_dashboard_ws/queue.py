@@ -92,28 +92,34 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
         # read JSON too): the server's JSON module once set up with one, else the standard library's.
         message = getattr(self, "json", json).dumps(data)
-        error: Exception | None = None
         started = time.perf_counter()
+        try:
+            receivers = self._publish_message(message)
+        except QueueUnavailable:
+            self._unreachable()
+            if self.metrics is not None:
+                self.metrics.publish_failures.inc()
+            raise
+        else:
+            self.unreachable_since = None
+            return receivers
+        finally:
+            if self.metrics is not None:
+                self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    def _publish_message(self, message: str) -> Any:
+        error: Exception | None = None
         # A second attempt only after a quick failure: a pooled connection that Redis closed (it restarted)
         # fails once, and the client then connects anew. After a timeout, trying again would double the wait.
         for _attempt in range(2):
             try:
                 if self._publisher is None:
                     self._publisher = self._client(socket_timeout=self.timeout)
-                receivers = self._publisher.publish(self.channel, message)
+                return self._publisher.publish(self.channel, message)
             except Exception as exc:  # any failure of the queue, from the Redis client or the socket
                 error = exc
                 if self._is_timeout(exc):
                     break
-            else:
-                self.unreachable_since = None
-                if self.metrics is not None:
-                    self.metrics.publish_seconds.observe(time.perf_counter() - started)
-                return receivers
-        self._unreachable()
-        if self.metrics is not None:
-            self.metrics.publish_seconds.observe(time.perf_counter() - started)
-            self.metrics.publish_failures.inc()
         raise QueueUnavailable(
             f"the message queue at {self.where} (channel {self.channel!r}) did not take the event: "
             f"{type(error).__name__}: {error}"

@@ -79,6 +79,10 @@ class ApiGatewayState:
         for text in [*texts, packets.disconnect(self.settings.namespace)]:
             if self.post(connection_id, text, outgoing).outcome is Outcome.GONE:
                 return
+        self.close(connection_id)
+
+    def close(self, connection_id: str) -> None:
+        """Close the connection (the client sees its transport close) and delete its item."""
         self.api.close(connection_id)
         self.table.remove(connection_id)
 

@@ -38,6 +38,7 @@ from ..auth import (
     handshake_token,
     verify_token,
 )
+from ..config import listed_origins
 from ..log import logger, redact
 from ..namespace import TOO_MANY_CONNECTIONS
 from . import packets, sweeper
@@ -238,10 +239,7 @@ class LambdaHandlers:
     # -- origins, limits
 
     def _allowed_origins(self) -> list[str]:
-        origins = self.state.settings.cors_allowed_origins
-        if origins is None or origins == "*":
-            return []
-        return [origins] if isinstance(origins, str) else list(origins)
+        return listed_origins(self.state.settings.cors_allowed_origins)
 
     def _origin_allowed(self, headers: Mapping[str, str]) -> bool:
         """As engine.io: no Origin (not a browser) passes; else the WebSocket API's own host or an allowed origin."""
@@ -263,8 +261,7 @@ class LambdaHandlers:
 
     def _close(self, connection_id: str, reason: str, **fields: Any) -> dict[str, Any]:
         logger.warning("session_limited", connection_id=connection_id, reason=reason, **fields)
-        self.state.api.close(connection_id)
-        self.state.table.remove(connection_id)
+        self.state.close(connection_id)
         return OK
 
     def _lambda(self) -> Any:

@@ -22,15 +22,13 @@ from typing import Any
 
 from ..emitter import prepare
 from ..events import EventType
+from ..extension import TOKEN_EXPIRED, TOKEN_EXPIRED_MESSAGE
 from ..log import logger
 from . import packets
 from .aws import ApiGatewayUnavailable
 from .backend import ApiGatewayState
 from .management import Outcome
 from .table import READY, Connection
-
-TOKEN_EXPIRED = "TOKEN_EXPIRED"
-TOKEN_EXPIRED_MESSAGE = "Your session has expired; reconnect with a fresh token."
 
 
 def due(connection: Connection, now: float, state: ApiGatewayState) -> str | None:
@@ -74,13 +72,12 @@ def sweep(state: ApiGatewayState, now: float) -> dict[str, Any]:
 
 def _auth_timeout(state: ApiGatewayState, connection: Connection, now: float) -> str:
     logger.warning("session_limited", connection_id=connection.connection_id, reason="auth_timeout")
-    state.api.close(connection.connection_id)
-    state.table.remove(connection.connection_id)
+    state.close(connection.connection_id)
     return "timed_out"
 
 
 def _expire(state: ApiGatewayState, connection: Connection, now: float) -> str:
-    payload = {"code": TOKEN_EXPIRED, "message": TOKEN_EXPIRED_MESSAGE}
+    payload = {"code": TOKEN_EXPIRED, "message": TOKEN_EXPIRED_MESSAGE}  # as the Socket.IO server's
     outgoing = prepare(EventType.ERROR, connection.user_id, payload, state.event_limit)
     state.end(connection.connection_id, [state.event_packet(outgoing)], outgoing)
     logger.info(
@@ -94,8 +91,7 @@ def _expire(state: ApiGatewayState, connection: Connection, now: float) -> str:
 
 def _recycle(state: ApiGatewayState, connection: Connection, now: float) -> str:
     logger.info("connection_recycled", connection_id=connection.connection_id, user_id=connection.user_id)
-    state.api.close(connection.connection_id)
-    state.table.remove(connection.connection_id)
+    state.close(connection.connection_id)
     return "recycled"
 
 

@@ -32,6 +32,7 @@ from tests.apigateway.emulator import (
     Dynalite,
     Offline,
     create_connections_table,
+    flask_environ,
     missing_tools,
 )
 
@@ -103,7 +104,7 @@ class AwsService:
         self.env = {
             "AWS_ENDPOINT_URL_DYNAMODB": dynalite.url,
             "TEST_REVOKED_FILE": str(self.revoked_file),
-            **{f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value) for key, value in self.config.items()},
+            **flask_environ(self.config),
         }
         # The in-process app (tokens, emits) reaches the same emulators: its boto3 reads these.
         os.environ.update(OFFLINE_CREDENTIALS)
@@ -150,8 +151,7 @@ class AwsService:
             return self.dashboard.emit_summary_updated(user_id, summary(total))
 
     def emit_from_another_process(self, user_id: str, total: int) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, **{f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value)
-                                             for key, value in self.config.items()}}
+        env = {**os.environ, **self.env, **flask_environ(self.config)}
         return subprocess.run(
             [sys.executable, "-m", "tests.apigateway.aws_app", user_id, json.dumps(summary(total))],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=60,

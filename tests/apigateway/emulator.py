@@ -8,6 +8,7 @@ the endpoints of dynalite and of the emulator's own Lambda API, and the tests' s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +27,11 @@ STOP_TIMEOUT = 15.0
 
 # Any values do: the emulators check no signature, but boto3 signs every request.
 OFFLINE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+def flask_environ(config: dict[str, Any]) -> dict[str, str]:
+    """``app.config`` values as the environment variables ``from_prefixed_env`` reads (JSON unless a string)."""
+    return {f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
 def missing_tools() -> str | None:
