@@ -115,6 +115,9 @@ def create_connections_table(client: Any, name: str) -> None:
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     )
+    # Even with --createTableMs 0, dynalite makes the table ACTIVE a moment later (writes to it fail with
+    # ResourceNotFoundException until then): the waiter's first check is at once, the next ones a second apart.
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 
 class Offline(Process):
