@@ -6,8 +6,8 @@ Flask-SocketIO require; ``example_app/__init__.py`` is kept free of imports for 
 
 import warnings
 
-# eventlet warns on import that it is deprecated; this app runs it on purpose (README, "Async modes and
-# eventlet"), so that one notice is silenced by its message and every other warning still shows.
+# eventlet warns on import that it is deprecated; this app runs it on purpose (docs/async.md), so that
+# one notice is silenced by its message and every other warning still shows.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", category=Warning)
 
 import eventlet  # noqa: E402

@@ -129,6 +129,10 @@ class DashboardRealtime:
             self.init_app(app, socketio)
 
     def init_app(self, app: Flask, socketio: SocketIO | None = None) -> None:
+        """Check ``app``'s ``DASHBOARD_WS_*`` keys and set the app up; call ``JWTManager(app)`` first.
+
+        Raises :exc:`ConfigError` for a bad value. ``socketio`` is the app's own ``SocketIO``, if it has one.
+        """
         if "flask-jwt-extended" not in app.extensions:
             raise ConfigError(
                 "DashboardRealtime needs flask-jwt-extended: call JWTManager(app) (or jwt.init_app(app)) "
@@ -198,22 +202,27 @@ class DashboardRealtime:
         return emitter.emit(_state(), event_type, user_id, payload, defer)
 
     def emit_summary_updated(self, user_id: str | int, summary: Any, *, defer: bool | None = None) -> dict[str, Any]:
+        """Send ``dashboard:summaryUpdated``; as :meth:`emit_to_user`."""
         return self.emit_to_user(user_id, EventType.SUMMARY_UPDATED, summary, defer=defer)
 
     def emit_recent_moc_added(self, user_id: str | int, moc: Any, *, defer: bool | None = None) -> dict[str, Any]:
+        """Send ``dashboard:recentMocAdded``; as :meth:`emit_to_user`."""
         return self.emit_to_user(user_id, EventType.RECENT_MOC_ADDED, moc, defer=defer)
 
     def emit_partial_parts_updated(
         self, user_id: str | int, mocs: Any, *, defer: bool | None = None
     ) -> dict[str, Any]:
+        """Send ``dashboard:partialPartsUpdated`` with the user's full list; as :meth:`emit_to_user`."""
         return self.emit_to_user(user_id, EventType.PARTIAL_PARTS_UPDATED, mocs, defer=defer)
 
     def emit_theme_breakdown_updated(
         self, user_id: str | int, themes: Any, *, defer: bool | None = None
     ) -> dict[str, Any]:
+        """Send ``dashboard:themeBreakdownUpdated``; as :meth:`emit_to_user`."""
         return self.emit_to_user(user_id, EventType.THEME_BREAKDOWN_UPDATED, themes, defer=defer)
 
     def emit_error(self, user_id: str | int, code: str, message: str, *, defer: bool | None = None) -> dict[str, Any]:
+        """Send ``dashboard:error`` with ``code`` and ``message``; as :meth:`emit_to_user`."""
         return self.emit_to_user(user_id, EventType.ERROR, {"code": code, "message": message}, defer=defer)
 
     def disconnect_user(self, user_id: str | int, reason: str = SESSION_ENDED_MESSAGE) -> dict[str, Any]:

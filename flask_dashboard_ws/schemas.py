@@ -173,6 +173,8 @@ class CoverageStatusCountsSchema(WireSchema):
 
 
 class DashboardSummarySchema(WireSchema):
+    """``dashboard:summaryUpdated``: the user's totals, and their MOCs counted by build and by parts coverage."""
+
     total_mocs = Count(data_key="totalMocs")
     total_wishlist_items = Count(data_key="totalWishlistItems")
     mocs_by_build_status = fields.Nested(BuildStatusCountsSchema, required=True, data_key="mocsByBuildStatus")
@@ -189,22 +191,30 @@ class MocBaseSchema(WireSchema):
 
 
 class RecentMocSchema(MocBaseSchema):
+    """``dashboard:recentMocAdded``: one MOC the user has just added."""
+
     cover_image_url = SiteUrl(required=True, allow_none=True, data_key="coverImageUrl")
     created_at = IsoDateTime(required=True, data_key="createdAt")
 
 
 class PartialPartsMocSchema(MocBaseSchema):
+    """One MOC of ``dashboard:partialPartsUpdated``, which carries the list of them (``many=True``)."""
+
     coverage_percentage = Percentage(data_key="coveragePercentage")
     last_updated_at = IsoDateTime(required=True, data_key="lastUpdatedAt")
 
 
 class ThemeStatsSchema(WireSchema):
+    """One theme of ``dashboard:themeBreakdownUpdated``, which carries the list of them (``many=True``)."""
+
     theme = fields.String(required=True, validate=validate.Length(min=1))
     moc_count = Count(data_key="mocCount")
     set_count = Count(data_key="setCount")
 
 
 class DashboardErrorSchema(WireSchema):
+    """``dashboard:error``: a machine-readable ``code`` and a message for the user."""
+
     code = fields.String(required=True, validate=validate.Length(min=1))
     message = fields.String(required=True)
 

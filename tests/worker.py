@@ -1,7 +1,7 @@
 """A process that serves no sockets and emits, as a Celery task or a cron job would:
 ``python -m tests.worker --config JSON --user USER_ID --count N``.
 
-It sets the app up the way the README's worker pattern does, with no async mode (so Flask-SocketIO picks
+It sets the app up the way the worker pattern in docs/workers.md does, with no async mode (so Flask-SocketIO picks
 eventlet, which nothing here monkey patches), emits ``N`` ``dashboard:error`` events to the user inside an
 app context, and prints one JSON line: ``{"async_mode", "socket_monkey_patched", "event_ids"}``; or
 ``{"error", "event_id"}`` with exit status 1 when the message queue did not take an event.

@@ -281,7 +281,9 @@ class LambdaHandlers:
 
 
 def lambda_handlers(app_factory: Callable[[], Flask]) -> LambdaHandlers:
-    """Build the handlers from the app factory; call it at module level, once per container::
+    """Build the handlers from the app factory, whose app has ``DASHBOARD_WS_BACKEND = "apigateway"``.
+
+    Call it at module level, once per container::
 
         from flask_dashboard_ws.apigateway import lambda_handlers
         from myapp import create_app
