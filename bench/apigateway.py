@@ -3,7 +3,7 @@
     python bench/apigateway.py [--connections 30] [--events 100]
 
 Runs the tests' service (tests/apigateway/service) under serverless-offline with dynalite, and the official
-socket.io-client on Node (tests/js/apigateway_client.mjs: transports ["websocket"], the stage as the path, the
+socket.io-client on Node (tests/js/tabs.mjs: transports ["websocket"], the stage as the path, the
 client's defaults otherwise, permessage-deflate offered). Two counting proxies sit in front of DynamoDB and of
 the connections API, so that every DynamoDB operation and every post is counted; Lambda invocations and
 their durations come from serverless-offline's log. Needs `npm ci --prefix example_app` and
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.apigateway.aws_app import summary  # noqa: E402
-from tests.apigateway.clients import NodeTabs  # noqa: E402
+from tests.node_tabs import NodeTabs  # noqa: E402
 from tests.apigateway.emulator import (  # noqa: E402
     OFFLINE_CREDENTIALS,
     Dynalite,

@@ -25,7 +25,7 @@ import pytest
 import websocket
 
 from tests.apigateway.aws_app import summary
-from tests.apigateway.clients import NodeTabs
+from tests.node_tabs import NodeTabs
 from tests.apigateway.emulator import (
     OFFLINE_CREDENTIALS,
     REPO,

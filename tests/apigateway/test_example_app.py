@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.apigateway.clients import NodeTabs
+from tests.node_tabs import NodeTabs
 from tests.apigateway.emulator import REPO, Dynalite, Offline, create_connections_table
 from tests.example_app.conftest import browser, expect  # noqa: F401  (fixtures: Debian's Chromium, Playwright)
 

@@ -31,13 +31,7 @@ from tests.live_server import (
     LiveServer,
     new_user,
 )
-from tests.nginx_conf import (
-    NGINX_CONF,
-    NOT_INSTALLED,
-    globals_for,
-    nginx_binary,
-    with_upstreams,
-)
+from tests.nginx_conf import NGINX_CONF, NOT_INSTALLED, NginxProxy, nginx_binary, with_upstreams
 from tests.redis_server import (
     PrivateRedis,
     free_port,
@@ -176,25 +170,12 @@ def test_behind_nginx_round_robin_websocket_only_needs_no_sticky_sessions(
         pytest.skip(NOT_INSTALLED)
     websocket_only = {"DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]}}
     servers = start_servers(queue_config(shared_redis, private_channel(), **websocket_only), 2)
-    port = free_port()
-    prefix = tmp_path / "nginx"
-    for name in ("logs", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / name).mkdir(parents=True, exist_ok=True)
-    conf = prefix / "nginx.conf"
     upstreams = [server.url.removeprefix("http://") for server in servers]
-    conf.write_text(with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix))
-    proxy = subprocess.Popen(
-        [nginx, "-p", f"{prefix}/", "-e", str(prefix / "error.log"), "-c", str(conf), "-g", f"daemon off; {globals_for(prefix)}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    port, prefix = free_port(), tmp_path / "nginx"
+    proxy = NginxProxy(with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix), port, prefix)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers_http(url + "/api/health"):
-            assert proxy.poll() is None, proxy.stderr.read() if proxy.stderr else "nginx exited"
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)  # polling for the condition, bounded by the deadline
-
+        proxy.start(nginx, "/api/health", START_TIMEOUT)
+        url = proxy.url
         user = new_user()
         token = servers[0].token(user)
         marks = [server.log_mark() for server in servers]
@@ -224,21 +205,7 @@ def test_behind_nginx_round_robin_websocket_only_needs_no_sticky_sessions(
         for sock in sockets:
             sock.client.disconnect()
     finally:
-        proxy.terminate()
-        try:
-            proxy.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-            proxy.wait(timeout=STOP_TIMEOUT)
-        if proxy.stderr:
-            proxy.stderr.close()
-
-
-def answers_http(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        proxy.stop(STOP_TIMEOUT)
 
 
 # Outages

@@ -1,4 +1,5 @@
-"""The official socket.io-client on Node, as the apigateway tests and benchmark drive it."""
+"""The official socket.io-client on Node (``tests/js/tabs.mjs``), as the drain and apigateway tests and their
+benchmarks drive it: many tabs in one process."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.apigateway.emulator import REPO
-
-CLIENT_SCRIPT = REPO / "tests" / "js" / "apigateway_client.mjs"
+CLIENT_SCRIPT = Path(__file__).resolve().parent / "js" / "tabs.mjs"
 EVENT_TIMEOUT = 20.0
 
 
 class NodeTabs:
-    """``apigateway_client.mjs``: one or more tabs of socket.io-client, and what they observed, in order."""
+    """``tabs.mjs``: one or more tabs of socket.io-client, and what they observed, in order.
 
-    def __init__(self, url: str, token: str, tabs: int = 1) -> None:
+    ``token`` is one token for every tab, ``-`` for none, or ``@path`` to a file of tokens, one per line (tab
+    ``i`` uses token ``i`` modulo their number). ``spacing`` milliseconds pass between two tabs' ``io()``.
+    """
+
+    def __init__(self, url: str, token: str, tabs: int = 1, spacing: float = 0, timeout: float = EVENT_TIMEOUT) -> None:
         self.process = subprocess.Popen(
-            ["node", str(CLIENT_SCRIPT), url, token, str(tabs)],
+            ["node", str(CLIENT_SCRIPT), url, token, str(tabs), str(spacing)],
             cwd=CLIENT_SCRIPT.parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -33,7 +37,7 @@ class NodeTabs:
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for(lambda seen: seen["kind"] == "started")
+        self.wait_for(lambda seen: seen["kind"] == "started", timeout)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
