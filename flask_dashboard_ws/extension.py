@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -48,6 +49,7 @@ class DashboardState:
     expiry: ExpiryWatcher = field(init=False)
     collector: Collector = field(init=False)
     guard: SessionGuard = field(init=False)
+    gate: HandshakeGate = field(init=False)
     metrics: Metrics | None = field(init=False, default=None)
     # Why the extension itself is disconnecting a socket (its sid: "token_expired"), for the disconnect metric.
     disconnect_causes: dict[str, str] = field(default_factory=dict)
@@ -94,7 +96,9 @@ class DashboardState:
             on_reclaim=self.metrics.gc_pause_seconds.observe if self.metrics is not None else None,
         )
         # Every engine.io session that ends leaves frozen garbage, authenticated or not.
-        self.guard = SessionGuard(self.socketio.server, self.settings, on_session_end=self.collector.disconnected)
+        on_refused = partial(self.metrics.connection_attempt, "refused") if self.metrics is not None else None
+        self.guard = SessionGuard(self.socketio.server, self.settings, on_session_end=self.collector.disconnected,
+                                  on_refused=on_refused)
 
     def cookie_origins(self) -> list[str]:
         """Origins besides the app's own from which a cookie may authenticate; ``'*'`` allows none."""
@@ -152,7 +156,8 @@ class DashboardRealtime:
             manager.metrics = state.metrics
             state.metrics.queue_unreachable.set_function(manager.unreachable_for)
         path = _socketio_path(socketio)
-        app.wsgi_app = HandshakeGate(app.wsgi_app, path, state.guard)  # type: ignore[method-assign]
+        state.gate = HandshakeGate(app.wsgi_app, path, state.guard)
+        app.wsgi_app = state.gate  # type: ignore[method-assign]
         if not settings.compression:
             app.wsgi_app = DeclineCompression(app.wsgi_app, path)  # type: ignore[method-assign]
         _install_probes(app, settings, state.not_ready, state.metrics)
@@ -260,8 +265,9 @@ class DashboardRealtime:
         Under eventlet and gevent the listen backlog is ``backlog`` (``socketio.run`` leaves eventlet's 50,
         which overflows when thousands of clients reconnect at once), eventlet serves any number of
         connections (its ``max_size`` is 1,024 by default) and the open-files limit is raised to the hard
-        limit. ``kwargs`` go to the server (``eventlet.wsgi.server`` or gevent's ``WSGIServer``); under
-        threading, everything goes to ``socketio.run``.
+        limit. Under gevent-websocket, a handshake that the process refuses (while it drains, or past the
+        handshake rates) is not upgraded first, so that it gets its HTTP 503 or 429. ``kwargs`` go to the server
+        (``eventlet.wsgi.server`` or gevent's ``WSGIServer``); under threading, everything goes to ``socketio.run``.
         """
         state = app.extensions[EXTENSION_KEY]
         if not isinstance(state, DashboardState):
@@ -272,8 +278,10 @@ class DashboardRealtime:
             socketio.run(app, host=host, port=port, **kwargs)
             return
         raise_open_files_limit()
-        serve = serve_eventlet if mode == "eventlet" else serve_gevent
-        serve(app, host, port, backlog, **kwargs)
+        if mode == "eventlet":
+            serve_eventlet(app, host, port, backlog, **kwargs)
+        else:
+            serve_gevent(app, host, port, backlog, before_upgrade=state.gate.before_upgrade, **kwargs)
 
 
 def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> SocketIO:

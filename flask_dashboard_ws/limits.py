@@ -52,6 +52,7 @@ SLOW_READER = "slow_reader"
 TOO_MANY_PENDING = "too_many_pending"
 HANDSHAKE_RATE = "handshake_rate"
 ADDRESS_RATE = "address_rate"
+DRAINING = "draining"  # (HTTP 503)
 
 # Seconds between two ``session_limited`` lines for one reason.
 LOG_EVERY = 10.0
@@ -59,6 +60,9 @@ LOG_EVERY = 10.0
 # Longest wait for a turn under the handshake rates before a new session is refused (HTTP 429). Handshakes
 # waiting hold no session, only their connection: at most this many seconds' worth of the rates.
 HANDSHAKE_MAX_WAIT = 1.0
+
+# Where HandshakeGate keeps its decision on a request in the WSGI environ.
+_REFUSAL = "dashboard_ws.refusal"
 
 # Socket.IO packet types, as the first character of a text packet.
 _CONNECT, _EVENT, _ACK, _BINARY_EVENT, _BINARY_ACK = "0", "2", "3", "5", "6"
@@ -71,9 +75,11 @@ _BACKLOG_CHECK_FROM = 8
 class SessionGuard:
     """The limits of one engine.io server (one per app); install it once with :meth:`install`."""
 
-    def __init__(self, server: Any, settings: Settings, on_session_end: Callable[[], None]) -> None:
+    def __init__(self, server: Any, settings: Settings, on_session_end: Callable[[], None],
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.server = server
         self._on_session_end = on_session_end
+        self._on_refused = on_refused
         self.eio = server.eio
         self.namespace = settings.namespace
         self.max_client_events = settings.max_client_events
@@ -226,8 +232,14 @@ class SessionGuard:
             refusal = HANDSHAKE_RATE
         else:
             return max(by_address, overall)
-        self._record(refusal, remote_addr=address)
+        self.refuse(refusal, remote_addr=address)
         return None
+
+    def refuse(self, reason: str, **fields: Any) -> None:
+        """Count and log a handshake refused before engine.io saw it, and tell ``on_refused`` (the metrics)."""
+        self._record(reason, **fields)
+        if self._on_refused is not None:
+            self._on_refused(reason)
 
     def sleep(self, seconds: float) -> None:
         """Sleep in the server's async mode (a green thread's sleep under eventlet and gevent)."""
@@ -268,7 +280,8 @@ class SessionGuard:
 
 
 class HandshakeGate:
-    """WSGI middleware: holds a new session on the Socket.IO path until its turn, or refuses it with HTTP 429.
+    """WSGI middleware: holds a new session on the Socket.IO path until its turn, or refuses it with HTTP 429
+    (503 while the process drains).
 
     It runs before engine.io, which would otherwise build a session (a socket, its queue, an open packet)
     for every handshake it then refuses. Requests that carry a session id (``sid``) belong to an open
@@ -281,22 +294,46 @@ class HandshakeGate:
         self.guard = guard
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").startswith(self.path) and "sid" not in parse_qs(
-            environ.get("QUERY_STRING", "")
-        ):
-            if self.guard.draining:  # the client retries, and the load balancer picks another process
-                return _refuse(environ, start_response, "503 Service Unavailable", b"This server is shutting down.\n")
-            wait = self.guard.admit(environ)
-            if wait is None:
-                return _refuse(environ, start_response, "429 Too Many Requests", b"Too many connection attempts.\n")
-            if wait:
-                self.guard.sleep(wait)
+        refusal = self.refusal(environ)
+        if refusal is not None:
+            return _refuse(environ, start_response, *refusal)
         return self.wsgi_app(environ, start_response)
+
+    def refusal(self, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        """The status and body that refuse this request, or None once it may go on (after waiting its turn).
+
+        Decided once per request and kept in the environ: :meth:`before_upgrade` may ask before the gate runs.
+        """
+        if _REFUSAL not in environ:
+            environ[_REFUSAL] = self._decide(environ) if self._is_handshake(environ) else None
+        return environ[_REFUSAL]
+
+    def before_upgrade(self, handler: Any) -> bool:
+        """gevent-websocket's ``pre_start_hook`` (``DashboardRealtime.run`` sets it): True keeps a refused
+        handshake a plain HTTP request, so that it gets its 503 or 429, which a proxy can retry on another
+        process, rather than a WebSocket closed before the open packet, on which socket.io-client waits out
+        its connection timeout (20 s) before it tries again."""
+        return self.refusal(handler.environ) is not None
+
+    def _is_handshake(self, environ: dict[str, Any]) -> bool:
+        return environ.get("PATH_INFO", "").startswith(self.path) and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
+
+    def _decide(self, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        if self.guard.draining:  # the client retries, and the load balancer picks another process
+            self.guard.refuse(DRAINING)
+            return "503 Service Unavailable", b"This server is shutting down.\n"
+        wait = self.guard.admit(environ)
+        if wait is None:
+            return "429 Too Many Requests", b"Too many connection attempts.\n"
+        if wait:
+            self.guard.sleep(wait)
+        return None
 
 
 def _refuse(environ: dict[str, Any], start_response: Callable[..., Any], status: str, body: bytes) -> Iterable[bytes]:
-    """Answer ``status``; under gevent-websocket, whose handler has upgraded the connection before the app runs,
-    close the WebSocket instead (as engine.io's own gevent driver answers it: no response at all)."""
+    """Answer ``status``; under gevent-websocket, whose handler has upgraded the connection before the app runs
+    (unless :meth:`HandshakeGate.before_upgrade` is its hook), close the WebSocket instead, as engine.io's own
+    gevent driver answers it: no response at all."""
     websocket = environ.get("wsgi.websocket")
     if websocket is not None:
         websocket.close()

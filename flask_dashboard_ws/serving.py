@@ -58,7 +58,10 @@ def serve_eventlet(app: Any, host: str, port: int, backlog: int, **kwargs: Any) 
     eventlet.wsgi.server(listener, app, **kwargs)
 
 
-def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) -> None:
+def serve_gevent(app: Any, host: str, port: int, backlog: int, before_upgrade: Callable[[Any], bool] | None = None,
+                 **kwargs: Any) -> None:
+    """gevent's WSGI server; with gevent-websocket, ``before_upgrade(handler)`` returning True keeps a
+    WebSocket handshake a plain HTTP request (its ``pre_start_hook``)."""
     from gevent import pywsgi
 
     try:  # engine.io uses gevent-websocket when it is installed, and it needs its handler
@@ -69,6 +72,7 @@ def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) ->
         pass
     kwargs.setdefault("log", None)
     server = pywsgi.WSGIServer((host, port), app, backlog=backlog, **kwargs)
+    server.pre_start_hook = before_upgrade
     server.start()
     _log_serving("gevent", host, server.server_port, backlog)
     server.serve_forever()

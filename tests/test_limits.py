@@ -1,4 +1,7 @@
-"""flask_dashboard_ws/limits.py: the token buckets and the client address (the rest is live: integration/)."""
+"""flask_dashboard_ws/limits.py: the token buckets, the client address and the handshake gate's decision (the rest
+is live: integration/)."""
+
+from types import SimpleNamespace
 
 import engineio.packet
 import engineio.socket
@@ -54,3 +57,33 @@ def test_a_packet_without_data_is_queued_behind_a_backlog_over_the_limit(make_ap
     for _ in range(4):  # pings: once eight packets wait, the backlog is measured and the socket closed
         guard.send_packet("stalled", engineio.packet.Packet(engineio.packet.PING))
     assert socket.closed and guard.counts["slow_reader"] == 1
+
+
+def handshake(query: str = "EIO=4&transport=websocket") -> dict[str, str]:
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/socket.io/", "QUERY_STRING": query, "REMOTE_ADDR": "10.0.0.7"}
+
+
+def test_gevent_websockets_hook_keeps_a_refused_handshake_plain_http_and_the_gate_answers_it(make_app):
+    """``before_upgrade`` (gevent-websocket's pre_start_hook under DashboardRealtime.run) and the gate share one
+    decision per request: a handshake is counted against the rates once, and a refused one gets its status."""
+    h = make_app(DASHBOARD_WS_METRICS_PATH="/metrics")
+    gate, guard = h.state.gate, h.state.guard
+    admitted = []
+    admit = guard.admit
+    guard.admit = lambda environ: admitted.append(environ) or admit(environ)
+    started = []
+
+    environ = handshake()
+    assert gate.before_upgrade(SimpleNamespace(environ=environ)) is False  # admitted: upgrade it
+    gate(environ, lambda status, headers: started.append(status))
+    assert len(admitted) == 1 and started != ["429 Too Many Requests"]
+
+    guard.draining = True
+    environ, started = handshake(), []
+    assert gate.before_upgrade(SimpleNamespace(environ=environ)) is True
+    assert b"".join(gate(environ, lambda status, headers: started.append(status))) == b"This server is shutting down.\n"
+    assert started == ["503 Service Unavailable"] and len(admitted) == 1
+    assert guard.counts["draining"] == 1
+    assert h.state.metrics.registry.get_sample_value(
+        "dashboard_ws_connection_attempts_total", {"outcome": "refused", "reason": "draining"}) == 1
+    assert gate.before_upgrade(SimpleNamespace(environ=handshake("EIO=4&transport=websocket&sid=abc"))) is False
