@@ -65,14 +65,15 @@ def live_server(start_server: Callable[..., LiveServer]) -> LiveServer:
 
 @pytest.fixture
 def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
-    """``start_servers(config, count)``: that many server processes of the async mode under test, each on
-    its own port, stopped when the test ends; then no token the test made may be in their logs."""
+    """``start_servers(config, count, run=False)``: that many server processes of the async mode under test,
+    each on its own port (served by ``DashboardRealtime.run`` with ``run``), stopped when the test ends; then
+    no token the test made may be in their logs."""
     started: list[LiveServer] = []
 
-    def start(config: dict[str, Any], count: int = 2) -> list[LiveServer]:
+    def start(config: dict[str, Any], count: int = 2, run: bool = False) -> list[LiveServer]:
         servers = []
         for _ in range(count):
-            server = LiveServer(async_mode, config, tmp_path / f"server-{len(started) + 1}.log")
+            server = LiveServer(async_mode, config, tmp_path / f"server-{len(started) + 1}.log", run)
             server.start()
             started.append(server)
             servers.append(server)

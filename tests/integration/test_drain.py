@@ -2,7 +2,8 @@
 budget, at the engine.io level: no Socket.IO DISCONNECT (``41``), after which the official client would not
 reconnect ("io server disconnect"); a closed transport, which it reconnects from.
 
-The sockets speak the protocol by hand (websocket-client), so that every frame the server sends is seen.
+Most sockets here speak the protocol by hand (websocket-client), so that every frame the server sends is seen.
+The deploy test runs the official client (Node) through the tests' nginx to two processes, and drains one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +21,10 @@ import pytest
 import requests
 import websocket
 
-from tests.live_server import HTTP_TIMEOUT, new_user
+from tests.live_server import HTTP_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, new_user
+from tests.nginx_conf import NGINX_CONF, NOT_INSTALLED, NginxProxy, nginx_binary, with_upstreams
+from tests.node_tabs import NodeTabs
+from tests.redis_server import free_port, private_channel
 
 pytestmark = pytest.mark.live
 
@@ -100,6 +105,7 @@ def test_a_drain_closes_every_session_in_paced_batches_within_its_budget(start_s
     assert max(closed_at) - started <= BUDGET + 1.0
     server.wait_for_log(r"drain_finished")
     assert server.metric("dashboard_ws_disconnects_total", reason="drained") == SOCKETS
+    assert server.metric("dashboard_ws_connection_attempts_total", outcome="refused", reason="draining") == 1
     assert server.metric("dashboard_ws_sockets") == 0
 
 
@@ -135,3 +141,88 @@ def test_sigterm_after_a_drain_ends_the_process_at_once(start_servers) -> None:
     server.signal(signal.SIGTERM)
     assert server.wait_exit(timeout=WAIT) == -signal.SIGTERM
     assert time.monotonic() - started < 10  # not the 60 s budget of a second drain
+
+
+# The deploy test: 500 tabs of 100 users on process A, drained within DEPLOY_BUDGET seconds.
+DEPLOY_USERS, DEPLOY_TABS, DEPLOY_BUDGET = 100, 500, 5.0
+# socket.io-client's default reconnection: 1 s, doubling up to 5 s, each delay randomized by ±50 %.
+MAX_RECONNECT_DELAY = 7.5
+
+
+def test_a_deploy_drains_a_process_and_every_official_client_reconnects_to_the_other(
+    start_servers, async_mode: str, shared_redis: str, tmp_path: Path
+) -> None:
+    """Two processes behind nginx (B as A's backup, so every tab starts on A); SIGTERM drains A and ends it. Each
+    tab sees its transport close, never "io server disconnect", reconnects by itself through nginx to B within
+    the budget plus the client's backoff, and receives the events emitted to its user after that."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip(NOT_INSTALLED)
+    config = {
+        "DASHBOARD_WS_MESSAGE_QUEUE": shared_redis, "DASHBOARD_WS_CHANNEL": private_channel(),
+        "DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]},  # round robin needs no sticky sessions
+        "DASHBOARD_WS_METRICS_PATH": "/metrics",
+        "DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": DEPLOY_BUDGET,
+        "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 1000.0,  # every tab of the test comes from 127.0.0.1
+    }
+    # Served as the README serves (but threading: Werkzeug's server); gevent-websocket needs its before_upgrade.
+    a, b = start_servers(config, 2, run=async_mode != "threading")
+    port, prefix = free_port(), tmp_path / "nginx"
+    upstreams = [a.url.removeprefix("http://"), b.url.removeprefix("http://") + " backup"]
+    conf = with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix)
+    sticky = conf.index("upstream dashboard_app_sticky {")
+    conf = conf[:sticky] + conf[sticky:].replace(" backup;", ";", 1)  # ip_hash takes no backup server
+    proxy = NginxProxy(conf, port, prefix)
+    users = [new_user() for _ in range(DEPLOY_USERS)]
+    tokens = {user: a.token(user) for user in users}
+    (tmp_path / "tokens").write_text("\n".join(tokens[user] for user in users), encoding="utf-8")
+    tabs: NodeTabs | None = None
+    try:
+        proxy.start(nginx, "/api/health", START_TIMEOUT)
+        tabs = NodeTabs(proxy.url, f"@{tmp_path / 'tokens'}", DEPLOY_TABS, spacing=5, timeout=WAIT)
+        wait_for_tabs(tabs, "connect", DEPLOY_TABS)
+        assert (a.metric("dashboard_ws_sockets"), b.metric("dashboard_ws_sockets")) == (DEPLOY_TABS, 0)
+
+        started = time.time()
+        a.signal(signal.SIGTERM)
+        wait_for_tabs(tabs, "connect", 2 * DEPLOY_TABS, timeout=DEPLOY_BUDGET + 4 * MAX_RECONNECT_DELAY + WAIT)
+        assert a.wait_exit(timeout=WAIT) == -signal.SIGTERM
+        assert b.metric("dashboard_ws_sockets") == DEPLOY_TABS
+
+        seen = tabs.drain()
+        disconnects = [event for event in seen if event["kind"] == "disconnect"]
+        assert len(disconnects) == DEPLOY_TABS and {event["tab"] for event in disconnects} == set(range(DEPLOY_TABS))
+        assert {event["reason"] for event in disconnects} <= {"transport close", "transport error"}, disconnects
+        assert max(event["t"] for event in disconnects) / 1000 - started <= DEPLOY_BUDGET + 1.0
+        reconnected = [event["t"] / 1000 for event in seen if event["kind"] == "connect" and event["t"] / 1000 > started]
+        closed = [event["t"] / 1000 - started for event in disconnects]
+        spread = (min(reconnected) - started, max(reconnected) - started)
+        print(f"drained {DEPLOY_TABS} tabs: closed {min(closed):.2f}-{max(closed):.2f} s, reconnected "
+              f"{spread[0]:.2f}-{spread[1]:.2f} s after SIGTERM")  # shown with pytest -rP
+        assert spread[1] <= DEPLOY_BUDGET + 2 * MAX_RECONNECT_DELAY, spread
+
+        sent = {user: emit_error(proxy.url, tokens[user]) for user in users}
+        wait_for_tabs(tabs, "event", DEPLOY_TABS)
+        received = {(event["tab"], event["envelope"]["eventId"]) for event in tabs.drain() if event["kind"] == "event"}
+        assert received == {(tab, sent[users[tab % DEPLOY_USERS]]) for tab in range(DEPLOY_TABS)}
+        assert "io server disconnect" not in {event.get("reason") for event in tabs.drain()}
+    finally:
+        if tabs is not None:
+            tabs.close()
+        proxy.stop(STOP_TIMEOUT)
+
+
+def wait_for_tabs(tabs: NodeTabs, kind: str, count: int, timeout: float = WAIT) -> None:
+    """Until the tabs have reported ``count`` observations of ``kind`` in all."""
+    deadline = time.monotonic() + timeout
+    while (seen := len(tabs.kinds(kind))) < count:
+        assert time.monotonic() < deadline, f"{seen} of {count} {kind}; last: {tabs.seen[-5:]}"
+        time.sleep(0.05)  # a poll interval: the loop waits for the condition
+
+
+def emit_error(url: str, token: str) -> str:
+    """Emit a dashboard:error to the token's user through ``url``; its eventId."""
+    response = requests.post(url + "/api/dashboard/errors", json={"code": "DEPLOYED", "message": "after the drain"},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response.json()["event"]["eventId"]
