@@ -5,6 +5,10 @@ after its transport closes. So the drain closes each session at the engine.io le
 over the budget (a whole process closing at once would make every tab reconnect in the same second), after
 readiness has turned 503 and while new handshakes are refused with 503, so that the load balancer sends the
 reconnects to the other processes. Events of requests still running are sent as usual.
+
+A drain returns once the sessions it closed have sent their CLOSE (within the budget), and under eventlet once
+their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
+workers, within their ``graceful_timeout``) exits right after it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
     guard.draining = True
     started = time.monotonic()
     deadline = started + timeout
-    sessions = [eio_sid for eio_sid, socket in list(guard.eio.sockets.items()) if not socket.closed]
+    sockets = {eio_sid: socket for eio_sid, socket in list(guard.eio.sockets.items()) if not socket.closed}
+    sessions = list(sockets)
     steps = max(1, math.floor(timeout * DRAIN_SPREAD / DRAIN_STEP))
     batch = max(1, math.ceil(len(sessions) / steps))
     logger.info("drain_started", sessions=len(sessions), timeout=timeout, batch=batch, step=DRAIN_STEP)
@@ -47,8 +52,10 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
         next_step = started + (first // batch + 1) * DRAIN_STEP
         if first + batch < len(sessions):
             state.socketio.sleep(max(0.0, min(next_step, deadline) - time.monotonic()))
-    while _open(guard) and time.monotonic() < deadline:
-        state.socketio.sleep(0.05)  # the transports still closing: waited for, within the budget
+    while _unsent(sockets) and time.monotonic() < deadline:
+        state.socketio.sleep(0.05)  # the CLOSE packets still queued: waited for, within the budget
+    if state.socketio.async_mode == "eventlet":
+        release_parked_readers()
     report = {"sessions": len(sessions), "closed": closed, "open": _open(guard),
               "seconds": round(time.monotonic() - started, 3)}
     logger.info("drain_finished", **report)
@@ -59,6 +66,39 @@ def _open(guard: Any) -> int:
     return sum(1 for socket in list(guard.eio.sockets.values()) if not socket.closed)
 
 
+def _unsent(sockets: dict[str, Any]) -> bool:
+    """Whether a session the drain closed still has packets queued, its CLOSE at least: its writer, which
+    closes the transport once it has sent them, has not run yet (the ``None`` that stops it does not count)."""
+    return any(pkt is not None for socket in sockets.values() for pkt in list(socket.queue.queue))
+
+
+def release_parked_readers() -> int:
+    """Under eventlet, wake the green threads waiting to read from a socket that has been closed; how many.
+
+    engine.io's writer closes a WebSocket's socket when its session ends, while the reader of the same session
+    waits on it. eventlet does not wake a green thread waiting on a closed file descriptor: its hub learns of
+    it only when the number is reused. Until then the reader, and the request it serves, wait for the socket's
+    timeout (ping interval plus ping timeout), and gunicorn's eventlet worker, which waits for its requests
+    before it exits, would wait out its ``graceful_timeout`` after every drain, to be killed. ``notify_opened``
+    is eventlet's own way to report a descriptor closed behind its back: the readers get an error and end.
+    A descriptor still open (fstat succeeds), even if reused since, is left alone: its listeners are live.
+    The hub throws the error at the start of its next turn: this yields once, so that they have it on return.
+    """
+    import eventlet
+    from eventlet import hubs
+
+    released = 0
+    for listener in list(hubs.get_hub().get_readers()):
+        try:
+            os.fstat(listener.fileno)
+        except OSError:
+            hubs.notify_opened(listener.fileno)
+            released += 1
+    if released:
+        eventlet.sleep(0)
+    return released
+
+
 def drain_on_sigterm(state: DashboardState, app_context: Callable[[], Any]) -> None:
     """On SIGTERM, drain within ``DASHBOARD_WS_DRAIN_TIMEOUT``, then do what SIGTERM did before.
 
@@ -66,7 +106,10 @@ def drain_on_sigterm(state: DashboardState, app_context: Callable[[], Any]) -> N
     server keeps serving meanwhile. Then the task sends SIGTERM again, and the handler, now in the main thread
     as Python runs signal handlers, hands it to the previous one: gunicorn's worker handler (which stops the
     worker within its ``graceful_timeout``: keep the drain shorter), or the default action, which ends the
-    process.
+    process. gunicorn installs its worker's handler before it loads the app, so this one comes after it and
+    chains to it; with ``--preload`` the app is loaded in the master, and the worker's own handler replaces
+    this one: no drain. gunicorn's master kills its workers ``graceful_timeout`` after its own SIGTERM, drain
+    included.
     """
     previous = signal.getsignal(signal.SIGTERM)
     draining, drained = threading.Event(), threading.Event()
@@ -78,10 +121,11 @@ def drain_on_sigterm(state: DashboardState, app_context: Callable[[], Any]) -> N
         elif not draining.is_set():
             draining.set()
             state.guard.draining = True  # readiness and the handshake gate, at once
-            logger.info("drain_requested", signal="SIGTERM")
             state.socketio.start_background_task(drain_then_stop)
 
     def drain_then_stop() -> None:
+        # Logged here, not in the handler: a handler that writes could interrupt a write to the same stream.
+        logger.info("drain_requested", signal="SIGTERM")
         try:
             with app_context():
                 drain_sessions(state, state.settings.drain_timeout)
