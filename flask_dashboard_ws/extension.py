@@ -278,10 +278,8 @@ class DashboardRealtime:
             socketio.run(app, host=host, port=port, **kwargs)
             return
         raise_open_files_limit()
-        if mode == "eventlet":
-            serve_eventlet(app, host, port, backlog, **kwargs)
-        else:
-            serve_gevent(app, host, port, backlog, before_upgrade=state.gate.before_upgrade, **kwargs)
+        serve = serve_eventlet if mode == "eventlet" else serve_gevent
+        serve(app, host, port, backlog, **kwargs)
 
 
 def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> SocketIO:

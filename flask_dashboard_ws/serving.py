@@ -13,6 +13,7 @@ from __future__ import annotations
 import resource
 import socket
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from .log import logger
@@ -58,10 +59,8 @@ def serve_eventlet(app: Any, host: str, port: int, backlog: int, **kwargs: Any) 
     eventlet.wsgi.server(listener, app, **kwargs)
 
 
-def serve_gevent(app: Any, host: str, port: int, backlog: int, before_upgrade: Callable[[Any], bool] | None = None,
-                 **kwargs: Any) -> None:
-    """gevent's WSGI server; with gevent-websocket, ``before_upgrade(handler)`` returning True keeps a
-    WebSocket handshake a plain HTTP request (its ``pre_start_hook``)."""
+def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) -> None:
+    """gevent's WSGI server; with gevent-websocket, the app's handshake gate is asked before an upgrade."""
     from gevent import pywsgi
 
     try:  # engine.io uses gevent-websocket when it is installed, and it needs its handler
@@ -72,10 +71,18 @@ def serve_gevent(app: Any, host: str, port: int, backlog: int, before_upgrade: C
         pass
     kwargs.setdefault("log", None)
     server = pywsgi.WSGIServer((host, port), app, backlog=backlog, **kwargs)
-    server.pre_start_hook = before_upgrade
+    server.pre_start_hook = partial(refuses_before_upgrade, app)
     server.start()
     _log_serving("gevent", host, server.server_port, backlog)
     server.serve_forever()
+
+
+def refuses_before_upgrade(app: Any, handler: Any) -> bool:
+    """gevent-websocket's ``pre_start_hook`` for a server of ``app``: whether the extension's handshake gate
+    refuses the handler's request, which then stays plain HTTP (no gate, as for another WSGI app: False)."""
+    state = getattr(app, "extensions", {}).get("dashboard_ws")
+    gate = getattr(state, "gate", None)
+    return gate is not None and gate.before_upgrade(handler)
 
 
 def _log_serving(async_mode: str, host: str, port: int, backlog: int) -> None:

@@ -45,9 +45,11 @@ def new_user() -> str:
 class LiveServer:
     """``python -m tests.serve`` in a subprocess; its output is kept in memory and in ``log_path``."""
 
-    def __init__(self, async_mode: str, config: dict[str, Any], log_path: Path, run: bool = False) -> None:
+    def __init__(self, async_mode: str, config: dict[str, Any], log_path: Path, run: bool = False,
+                 socketio_run: bool = False) -> None:
         self.async_mode = async_mode
         self.run = run  # serve with DashboardRealtime.run, as the README's quick start does
+        self.socketio_run = socketio_run  # serve with Flask-SocketIO's socketio.run
         self.config = config
         self.log_path = log_path
         self.url = ""
@@ -63,6 +65,7 @@ class LiveServer:
     def start(self) -> None:
         command = [sys.executable, "-m", "tests.serve", "--mode", self.async_mode, "--config", json.dumps(self.config)]
         command += ["--run"] if self.run else []
+        command += ["--socketio-run"] if self.socketio_run else []
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
         self._process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

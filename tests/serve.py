@@ -3,6 +3,7 @@
 Prints ``PORT <n>`` once the socket listens (with ``--run``, ``DashboardRealtime.run`` logs ``serving ...
 port=<n>`` instead), then serves until it is terminated. The WSGI servers' access
 logs are off: they would print query strings (one token source), and the tests check the log for tokens.
+``--socketio-run`` serves with Flask-SocketIO's own ``socketio.run`` (eventlet and gevent), as many apps do.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("threading", "eventlet", "gevent"), required=True)
     parser.add_argument("--config", default="{}", help="JSON object of extra app.config values")
     parser.add_argument("--run", action="store_true", help="serve with DashboardRealtime.run (logs the port)")
+    parser.add_argument("--socketio-run", action="store_true", help="serve with Flask-SocketIO's socketio.run")
     args = parser.parse_args()
 
     # Monkey-patching must come before anything else imports socket or threading.
@@ -35,11 +37,41 @@ def main() -> None:
     if args.run:
         app.dashboard.run(app, port=0)
         return
+    if args.socketio_run:
+        socketio_run(app, args.mode)
+        return
     {"threading": serve_threading, "eventlet": serve_eventlet, "gevent": serve_gevent}[args.mode](app)
 
 
 def announce(port: int) -> None:
     print(f"PORT {port}", flush=True)
+
+
+def socketio_run(app: Any, mode: str) -> None:
+    """``socketio.run(app, port=0)``, which tells no one the port it bound: its server announces it."""
+    if mode == "eventlet":
+        import eventlet
+
+        listen = eventlet.listen
+
+        def announcing_listen(*args: Any, **kwargs: Any) -> Any:
+            sock = listen(*args, **kwargs)
+            announce(sock.getsockname()[1])
+            return sock
+
+        eventlet.listen = announcing_listen
+    elif mode == "gevent":
+        from gevent import pywsgi
+
+        class AnnouncingServer(pywsgi.WSGIServer):
+            def start(self) -> None:
+                super().start()
+                announce(self.server_port)
+
+        pywsgi.WSGIServer = AnnouncingServer  # type: ignore[misc]
+    else:
+        raise SystemExit("--socketio-run: socketio.run serves threading with the Werkzeug development server")
+    app.dashboard.socketio.run(app, port=0, log_output=False)
 
 
 def serve_threading(app: Any) -> None:
