@@ -42,6 +42,14 @@ def new_user() -> str:
     return f"user-{uuid.uuid4().hex[:12]}"
 
 
+def stop_checking_logs(servers: list[LiveServer]) -> None:
+    """Stop ``servers``; then no token a test made for one may be in its log."""
+    for server in servers:
+        server.stop()
+    leaks = {str(server.log_path): server.leaked_tokens() for server in servers if server.leaked_tokens()}
+    assert not leaks, f"tokens found in server logs: {leaks}"
+
+
 class LiveServer:
     """``python -m tests.serve`` in a subprocess; its output is kept in memory and in ``log_path``."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.live_server import LiveServer, ServerPool
+from tests.live_server import LiveServer, ServerPool, stop_checking_logs
 
 KNOWN_MODES = ("threading", "eventlet", "gevent")
 ASYNC_MODES = [mode.strip() for mode in os.environ.get("DASHBOARD_WS_TEST_ASYNC_MODES", "threading,eventlet").split(",") if mode.strip()]
@@ -80,7 +80,4 @@ def start_servers(async_mode: str, tmp_path: Path) -> Iterator[Callable[..., lis
         return servers
 
     yield start
-    for server in started:
-        server.stop()
-    leaks = {str(server.log_path): server.leaked_tokens() for server in started if server.leaked_tokens()}
-    assert not leaks, f"tokens found in server logs: {leaks}"
+    stop_checking_logs(started)

@@ -29,7 +29,15 @@ import requests
 import websocket
 
 from tests.integration.test_drain import dashboard_socket, frames_until_closed
-from tests.live_server import HTTP_TIMEOUT, REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT, LiveServer, new_user
+from tests.live_server import (
+    HTTP_TIMEOUT,
+    REPO_ROOT,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    LiveServer,
+    new_user,
+    stop_checking_logs,
+)
 
 pytestmark = pytest.mark.live
 
@@ -137,10 +145,7 @@ def start_gunicorn(async_mode: str, tmp_path: Path) -> Iterator[Callable[[dict[s
         return server
 
     yield start
-    for server in started:
-        server.stop()
-    leaks = {str(server.log_path): server.leaked_tokens() for server in started if server.leaked_tokens()}
-    assert not leaks, f"tokens found in gunicorn's logs: {leaks}"
+    stop_checking_logs(started)
 
 
 def watch(sockets: list[websocket.WebSocket]) -> tuple[list[threading.Thread], list[tuple[list[str], float]]]:
