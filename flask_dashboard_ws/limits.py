@@ -309,14 +309,16 @@ class HandshakeGate:
         return environ[_REFUSAL]
 
     def before_upgrade(self, handler: Any) -> bool:
-        """gevent-websocket's ``pre_start_hook`` (``DashboardRealtime.run`` sets it): True keeps a refused
+        """gevent-websocket's ``pre_start_hook``, as ``DashboardRealtime.run`` and the extension's gunicorn
+        worker set it (:func:`~flask_dashboard_ws.serving.refuses_before_upgrade`): True keeps a refused
         handshake a plain HTTP request, so that it gets its 503 or 429, which a proxy can retry on another
         process, rather than a WebSocket closed before the open packet, on which socket.io-client waits out
         its connection timeout (20 s) before it tries again."""
         return self.refusal(handler.environ) is not None
 
     def _is_handshake(self, environ: dict[str, Any]) -> bool:
-        return environ.get("PATH_INFO", "").startswith(self.path) and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
+        on_path = environ.get("PATH_INFO", "").startswith(self.path)
+        return on_path and "sid" not in parse_qs(environ.get("QUERY_STRING", ""))
 
     def _decide(self, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         if self.guard.draining:  # the client retries, and the load balancer picks another process
