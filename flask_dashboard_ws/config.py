@@ -17,12 +17,17 @@ from flask import Flask
 
 ASYNC_MODES = ("threading", "eventlet", "gevent", "gevent_uwsgi")
 
+# Where an emit to a user is published on a Redis queue: that user's channel, or the one channel of all.
+QUEUE_CHANNELS = ("user", "shared")
+
 DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_NAMESPACE": "/dashboard",
     "DASHBOARD_WS_CORS_ALLOWED_ORIGINS": None,
     "DASHBOARD_WS_MESSAGE_QUEUE": None,
     "DASHBOARD_WS_CHANNEL": "flask-socketio",
     "DASHBOARD_WS_QUEUE_TIMEOUT": 1.0,
+    "DASHBOARD_WS_QUEUE_CHANNELS": "user",
+    "DASHBOARD_WS_QUEUE_HEALTH_INTERVAL": 5.0,
     "DASHBOARD_WS_ASYNC_MODE": None,
     "DASHBOARD_WS_DEFER_IN_REQUEST": True,
     "DASHBOARD_WS_SOCKETIO_OPTIONS": {},
@@ -102,6 +107,8 @@ class Settings:
     socketio_options: dict[str, Any]
     channel: str = DEFAULTS["DASHBOARD_WS_CHANNEL"]
     queue_timeout: float = DEFAULTS["DASHBOARD_WS_QUEUE_TIMEOUT"]
+    queue_channels: str = DEFAULTS["DASHBOARD_WS_QUEUE_CHANNELS"]
+    queue_health_interval: float = DEFAULTS["DASHBOARD_WS_QUEUE_HEALTH_INTERVAL"]
     gc_freeze_interval: float | str | None = DEFAULTS["DASHBOARD_WS_GC_FREEZE_INTERVAL"]
     gc_reclaim_interval: float = DEFAULTS["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]
     compression: bool = DEFAULTS["DASHBOARD_WS_COMPRESSION"]
@@ -177,6 +184,10 @@ def load_settings(app: Flask) -> Settings:
         socketio_options=_socketio_options(config["DASHBOARD_WS_SOCKETIO_OPTIONS"]),
         channel=_channel(config["DASHBOARD_WS_CHANNEL"]),
         queue_timeout=_seconds("DASHBOARD_WS_QUEUE_TIMEOUT", config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
+        queue_channels=_choice("DASHBOARD_WS_QUEUE_CHANNELS", config["DASHBOARD_WS_QUEUE_CHANNELS"], QUEUE_CHANNELS),
+        queue_health_interval=_seconds(
+            "DASHBOARD_WS_QUEUE_HEALTH_INTERVAL", config["DASHBOARD_WS_QUEUE_HEALTH_INTERVAL"]
+        ),
         **_gc_intervals(config["DASHBOARD_WS_GC_FREEZE_INTERVAL"], config["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]),
         compression=_boolean("DASHBOARD_WS_COMPRESSION", config["DASHBOARD_WS_COMPRESSION"]),
         auth_timeout=_seconds("DASHBOARD_WS_AUTH_TIMEOUT", config["DASHBOARD_WS_AUTH_TIMEOUT"]),
@@ -218,6 +229,12 @@ def _operations(config: dict[str, Any]) -> dict[str, Any]:
     return {**paths, "ready_queue_outage": outage, "drain_timeout": drain_timeout, "drain_on_sigterm": drain_on_sigterm}
 
 
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def _path(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -227,10 +244,7 @@ def _path(key: str, value: Any) -> str | None:
 
 
 def _backend(config: dict[str, Any]) -> dict[str, Any]:
-    key = "DASHBOARD_WS_BACKEND"
-    backend = config[key]
-    if backend not in BACKENDS:
-        raise ConfigError(f"{key} must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    backend = _choice("DASHBOARD_WS_BACKEND", config["DASHBOARD_WS_BACKEND"], BACKENDS)
     if backend == "socketio":
         return {"backend": backend}
     if config["DASHBOARD_WS_MESSAGE_QUEUE"] is not None:

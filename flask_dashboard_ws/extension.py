@@ -286,18 +286,18 @@ def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> 
     """The app's own ``SocketIO`` when it gave one (set up with it if needed), else a new one."""
     kwargs = settings.socketio_kwargs()
     if socketio is None:
-        kwargs.update(queue.queue_options(settings.message_queue, settings.channel, settings.queue_timeout, kwargs))
+        kwargs.update(queue.queue_options(settings.message_queue, settings.channel, settings, kwargs))
         return SocketIO(app, **kwargs)
     if socketio.server is None:
         # The app's own constructor arguments win over the DASHBOARD_WS_* defaults.
         kwargs = {key: value for key, value in kwargs.items() if key not in socketio.server_options}
         channel = socketio.server_options.get("channel", settings.channel)
         options = {**socketio.server_options, **kwargs}
-        kwargs.update(queue.queue_options(options.get("message_queue"), channel, settings.queue_timeout, options))
+        kwargs.update(queue.queue_options(options.get("message_queue"), channel, settings, options))
         socketio.init_app(app, **kwargs)
     else:
         # Set up by the app already: its plain RedisManager, if it has one, becomes one that reports outages.
-        queue.adopt(socketio, settings.queue_timeout)
+        queue.adopt(socketio, settings)
     return socketio
 
 

@@ -1,16 +1,26 @@
 """The Redis message queue that lets several processes share delivery, and how its outages are reported.
 
-Flask-SocketIO builds python-socketio's ``RedisManager`` from ``message_queue``. That manager waits as long as
-the Redis client lets it, and when a publish fails it logs the failure and returns, so an emit cannot tell its
-caller that the event went nowhere. :class:`DashboardRedisManager` is that manager with three changes, and the
-same channel, message format and host ids, so it interoperates with plain managers on the same channel:
+Flask-SocketIO builds python-socketio's ``RedisManager`` from ``message_queue``. That manager publishes every
+event on one channel that every process reads, so each process decodes the whole cluster's events and drops
+those of rooms it does not hold; it waits as long as the Redis client lets it; and when a publish fails it
+logs the failure and returns, so an emit cannot tell its caller that the event went nowhere.
+:class:`DashboardRedisManager` is that manager with these changes, and the same message format and host ids:
 
+* Per-user channels (``DASHBOARD_WS_QUEUE_CHANNELS = "user"``, the default): an event or a ``close_room`` for a
+  user's room is published on that user's channel, ``<channel>:user:<id>``, and each process subscribes to the
+  channels of the users who have a socket in it: on the first one, confirmed by Redis before the connection
+  is acknowledged, and unsubscribes after the last. A process then reads only its own users' events. Every
+  process also reads the shared channel, where the rest goes (disconnects by sid, callbacks) and where
+  python-socketio's own managers, and this one with ``"shared"``, publish everything: either mode's
+  publishers reach either mode's servers.
 * Publishing uses short socket timeouts and no retry loop of the Redis client, so an emit waits about
   ``DASHBOARD_WS_QUEUE_TIMEOUT`` at most, then raises :class:`QueueUnavailable`.
-* The listener has a connection of its own without a read timeout (a quiet channel is not an error). It
-  subscribes while the process's first socket connects, so an event published once a client is connected is
-  not missed, and when Redis goes away it retries with a short, capped backoff and logs
-  ``queue_listen_failed``, then ``queue_listening`` once it is subscribed again.
+* The listener has a connection of its own without a read timeout (a quiet channel is not an error), and
+  PINGs Redis after ``DASHBOARD_WS_QUEUE_HEALTH_INTERVAL`` seconds without a message: a connection that
+  silently stopped delivering (a NAT drop, a failover) is noticed within that and ``DASHBOARD_WS_QUEUE_TIMEOUT``
+  rather than after TCP keepalive's hours. When Redis goes away it retries with a short, capped backoff and
+  logs ``queue_listen_failed``, then ``queue_listening`` once it has subscribed again to the shared channel and
+  to every current user's.
 * As in python-socketio, the listener starts with the process's first connection: a worker, cron job or CLI
   that accepts no socket only publishes (a write-only emitter), even on eventlet without monkey patching.
 """
@@ -18,6 +28,7 @@ same channel, message format and host ids, so it interoperates with plain manage
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import ModuleType
 from typing import Any
@@ -26,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import socketio
 from socketio.pubsub_manager import PubSubManager
 
+from .config import Settings
 from .emitter import DeliveryUnavailable
 from .log import logger
 from .rooms import DashboardManager, RoomIndexMixin
@@ -36,6 +48,12 @@ REDIS_SCHEMES = ("redis", "rediss")
 # The listener's waits between attempts to subscribe again: the first, doubled up to the last.
 LISTEN_RETRY_FIRST = 0.5
 LISTEN_RETRY_MAX = 5.0
+
+# The rooms whose events go to a channel of their own: one per user (rooms.user_room).
+USER_ROOM_PREFIX = "user:"
+
+# What the listener's own PINGs carry, so that their replies are told from anyone else's.
+PING_MESSAGE = "dashboard-ws"
 
 
 class QueueUnavailable(DeliveryUnavailable):
@@ -74,12 +92,21 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         write_only: bool = False,
         timeout: float = 1.0,
         logger: Any = None,
+        per_user: bool = True,
+        health_interval: float = 5.0,
     ) -> None:
         super().__init__(url, channel=channel, write_only=write_only, logger=logger)
         self.timeout = timeout
+        self.per_user = per_user
+        self.health_interval = health_interval
         self.where = redacted(url)
         self._publisher: Any = None
         self._listener: Any = None  # the subscribed PubSub, while there is one
+        # The user channels this process must hear (a user with a socket here), and the subscriptions that
+        # Redis has not confirmed yet. The lock also keeps two writers off the listener's connection.
+        self._user_channels: set[str] = set()
+        self._unconfirmed: dict[str, Any] = {}
+        self._channels_lock = threading.Lock()
         self.metrics: Any = None  # the app's Metrics, when it has some (set by init_app)
         # time.monotonic() of the first failure since Redis last answered (a publish or the listener), and of
         # the listener's first failure since it last subscribed: the unreachable gauge and readiness read them.
@@ -92,9 +119,10 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
         # read JSON too): the server's JSON module once set up with one, else the standard library's.
         message = getattr(self, "json", json).dumps(data)
+        channel = self.user_channel(data.get("room")) if self.per_user else None
         started = time.perf_counter()
         try:
-            receivers = self._publish_message(message)
+            receivers = self._publish_message(channel or self.channel, message)
         except QueueUnavailable:
             self._unreachable()
             if self.metrics is not None:
@@ -107,7 +135,13 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             if self.metrics is not None:
                 self.metrics.publish_seconds.observe(time.perf_counter() - started)
 
-    def _publish_message(self, message: str) -> Any:
+    def user_channel(self, room: Any) -> str | None:
+        """The channel of ``room`` if it is a user's room (``<channel>:user:<id>``), else None."""
+        if isinstance(room, str) and room.startswith(USER_ROOM_PREFIX):
+            return f"{self.channel}:{room}"
+        return None
+
+    def _publish_message(self, channel: str, message: str) -> Any:
         error: Exception | None = None
         # A second attempt only after a quick failure: a pooled connection that Redis closed (it restarted)
         # fails once, and the client then connects anew. After a timeout, trying again would double the wait.
@@ -115,13 +149,13 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             try:
                 if self._publisher is None:
                     self._publisher = self._client(socket_timeout=self.timeout)
-                return self._publisher.publish(self.channel, message)
+                return self._publisher.publish(channel, message)
             except Exception as exc:  # any failure of the queue, from the Redis client or the socket
                 error = exc
                 if self._is_timeout(exc):
                     break
         raise QueueUnavailable(
-            f"the message queue at {self.where} (channel {self.channel!r}) did not take the event: "
+            f"the message queue at {self.where} (channel {channel!r}) did not take the event: "
             f"{type(error).__name__}: {error}"
         ) from error
 
@@ -157,7 +191,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             )
         if not self.write_only:
             try:
-                self._listener = self._subscribe()
+                self._subscribe()
             except Exception as exc:  # Redis is down right now: the listener keeps trying
                 self._listener_failed()
                 logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
@@ -165,17 +199,13 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         PubSubManager.initialize(self)  # starts self._thread, which reads self._listen()
 
     def _listen(self) -> Any:
-        channel = self.channel.encode("utf-8")
         delay = LISTEN_RETRY_FIRST
         while True:
             try:
                 if self._listener is None:
-                    self._listener = self._subscribe()
+                    self._subscribe()
                 delay = LISTEN_RETRY_FIRST
-                for message in self._listener.listen():
-                    if message.get("type") == "message" and message.get("channel") == channel:
-                        yield message["data"]
-                raise ConnectionError("the subscription ended")  # listen() returns only once unsubscribed
+                yield from self._messages(self._listener)
             except Exception as exc:
                 self._close_listener()
                 self._listener_failed()
@@ -184,24 +214,121 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 self.server.sleep(delay)
                 delay = min(delay * 2, LISTEN_RETRY_MAX)
 
+    def _messages(self, pubsub: Any) -> Any:
+        """The data of every message on a subscribed channel, until the connection fails or falls silent.
+
+        After ``health_interval`` seconds without a word from Redis, the listener PINGs it on the same
+        connection; no reply within ``timeout`` means the connection no longer delivers (ConnectionError).
+        """
+        heard = time.monotonic()
+        pinged: float | None = None
+        wait = min(self.health_interval, self.timeout) / 2
+        while True:
+            message = pubsub.get_message(timeout=wait)
+            now = time.monotonic()
+            if message is not None:
+                heard, pinged = now, None
+                kind = message.get("type")
+                if kind == "message":
+                    yield message["data"]
+                elif kind == "subscribe":
+                    self._confirmed(message["channel"])
+            elif pinged is None and now - heard >= self.health_interval:
+                with self._channels_lock:
+                    pubsub.ping(PING_MESSAGE)
+                pinged = now
+            elif pinged is not None and now - pinged >= self.timeout:
+                raise ConnectionError(f"Redis did not answer a PING on the subscription within {self.timeout}s")
+
     def _subscribe(self) -> Any:
-        """A PubSub on a connection of its own, subscribed: Redis has confirmed it before this returns.
+        """A PubSub on a connection of its own, subscribed to the shared channel and to every current user's:
+        Redis has confirmed them before this returns.
 
         Its client never reconnects by itself: redis-py would otherwise reconnect and subscribe again while
         raising the error, and a message published to that connection would be lost when it is replaced.
         """
         pubsub = self._client(socket_timeout=None, reconnect=False).pubsub()
         try:
-            pubsub.subscribe(self.channel)
-            reply = pubsub.get_message(timeout=self.timeout)
-            if not reply or reply.get("type") != "subscribe":
-                raise TimeoutError(f"Redis did not confirm the subscription within {self.timeout}s")
+            with self._channels_lock:
+                channels = {self.channel, *self._user_channels}
+                pubsub.subscribe(*channels)
+            self._await_confirmations(pubsub, len(channels))
+            with self._channels_lock:
+                # Users who connected meanwhile are confirmed by the listener, as any later subscription.
+                joined = self._user_channels - channels
+                if joined:
+                    pubsub.subscribe(*joined)
+                self._listener = pubsub
         except BaseException:
             pubsub.close()
             raise
         self.unreachable_since = self.listener_down_since = None
-        logger.info("queue_listening", queue=self.where, channel=self.channel)
+        logger.info("queue_listening", queue=self.where, channel=self.channel, user_channels=len(channels) - 1)
         return pubsub
+
+    def _await_confirmations(self, pubsub: Any, count: int) -> None:
+        """Read the ``subscribe`` replies to one SUBSCRIBE of ``count`` channels (one each), within the timeout
+        and a millisecond per channel; nothing else can arrive before them on a new connection."""
+        deadline = time.monotonic() + self.timeout + count / 1000
+        while count:
+            remaining = deadline - time.monotonic()
+            reply = pubsub.get_message(timeout=max(remaining, 0)) if remaining > 0 else None
+            if reply is None:
+                raise TimeoutError(f"Redis did not confirm the subscriptions within {self.timeout}s")
+            if reply.get("type") == "subscribe":
+                count -= 1
+
+    # The subscriptions that follow the sockets
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        first = room not in self.rooms.get(namespace, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        channel = self.user_channel(room)
+        if channel is not None and not self.write_only:
+            self._hear(channel, first)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        channel = self.user_channel(room)
+        if channel is not None and room not in self.rooms.get(namespace, {}):
+            self._stop_hearing(channel)
+
+    def _hear(self, channel: str, first: bool) -> None:
+        """Subscribe to a user's channel on their first socket here, and wait, within the timeout, until Redis
+        has confirmed it (for the first socket and any that joins before then), so that every event published
+        once the connection is acknowledged reaches it. Without a listener right now (Redis is away), the
+        listener subscribes to it with the rest when it is back."""
+        with self._channels_lock:
+            listener = self._listener
+            confirmed = self._unconfirmed.get(channel)
+            if first:
+                self._user_channels.add(channel)
+                if listener is not None:
+                    confirmed = self._unconfirmed[channel] = self.server.eio.create_event()
+                    try:
+                        listener.subscribe(channel)
+                    except Exception as exc:  # the listener sees the failure too, and subscribes again
+                        del self._unconfirmed[channel]
+                        logger.warning("queue_subscribe_failed", queue=self.where, error=_describe(exc))
+                        return
+        if confirmed is not None and not confirmed.wait(self.timeout):
+            logger.warning("queue_subscribe_slow", queue=self.where, timeout=self.timeout)
+
+    def _stop_hearing(self, channel: str) -> None:
+        with self._channels_lock:
+            self._user_channels.discard(channel)
+            listener = self._listener
+            if listener is not None:
+                try:
+                    listener.unsubscribe(channel)
+                except Exception:  # the listener sees the failure, and subscribes again without this channel
+                    pass
+
+    def _confirmed(self, channel: bytes | str) -> None:
+        name = channel.decode("utf-8") if isinstance(channel, bytes) else channel
+        event = self._unconfirmed.pop(name, None)
+        if event is not None:
+            event.set()
 
     def unreachable_for(self) -> float:
         """Seconds since Redis stopped answering this process (0.0 while it answers)."""
@@ -251,7 +378,9 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         return isinstance(exc, (TimeoutError, _import_redis().exceptions.TimeoutError))
 
 
-def queue_options(message_queue: str | None, channel: str, timeout: float, socketio_options: dict[str, Any]) -> dict[str, Any]:
+def queue_options(
+    message_queue: str | None, channel: str, settings: Settings, socketio_options: dict[str, Any]
+) -> dict[str, Any]:
     """The ``SocketIO`` keyword arguments that set up the client manager, besides ``message_queue`` itself.
 
     No queue gets a :class:`~.rooms.DashboardManager`, a Redis URL a :class:`DashboardRedisManager` (both
@@ -263,11 +392,20 @@ def queue_options(message_queue: str | None, channel: str, timeout: float, socke
     if message_queue is None:
         return {"client_manager": DashboardManager()}
     if is_redis_url(message_queue):
-        return {"client_manager": DashboardRedisManager(message_queue, channel=channel, timeout=timeout)}
+        return {"client_manager": redis_manager(message_queue, channel, settings)}
     return {"channel": channel}
 
 
-def adopt(flask_socketio: Any, timeout: float) -> None:
+def redis_manager(
+    url: str, channel: str, settings: Settings, write_only: bool = False, logger: Any = None
+) -> DashboardRedisManager:
+    """A :class:`DashboardRedisManager` with the app's ``DASHBOARD_WS_QUEUE_*`` settings."""
+    return DashboardRedisManager(url, channel=channel, write_only=write_only, timeout=settings.queue_timeout,
+                                 logger=logger, per_user=settings.queue_channels == "user",
+                                 health_interval=settings.queue_health_interval)
+
+
+def adopt(flask_socketio: Any, settings: Settings) -> None:
     """Give an app's own, already set-up ``SocketIO`` a :class:`DashboardRedisManager` in place of the plain
     ``RedisManager`` that Flask-SocketIO built from its ``message_queue``, so its emits report outages too.
 
@@ -278,8 +416,7 @@ def adopt(flask_socketio: Any, timeout: float) -> None:
     old = server.manager
     if type(old) is not socketio.RedisManager or old.redis_options or server.manager_initialized:
         return
-    new = DashboardRedisManager(old.redis_url, channel=old.channel, write_only=old.write_only, timeout=timeout,
-                                logger=old.logger)
+    new = redis_manager(old.redis_url, old.channel, settings, write_only=old.write_only, logger=old.logger)
     new.set_server(server)
     server.manager = new
     flask_socketio.server_options["client_manager"] = new

@@ -50,14 +50,14 @@ def unreachable_app() -> Flask:
 
 @pytest.fixture
 def live_queue() -> Any:
-    """An app on the machine's Redis with a channel of its own, and a subscriber to that channel."""
+    """An app on the machine's Redis with a channel of its own, and a subscriber to it and its users' channels."""
     if not shared_redis_answers():
         pytest.fail(NO_SHARED_REDIS)
     channel = private_channel()
     client = redis.Redis.from_url(SHARED_REDIS_URL, socket_timeout=15)
     pubsub = client.pubsub()
-    pubsub.subscribe(channel)
-    assert pubsub.get_message(timeout=15)["type"] == "subscribe"
+    pubsub.psubscribe(f"{channel}*")  # and its users' channels
+    assert pubsub.get_message(timeout=15)["type"] == "psubscribe"
     app = cli_app(SHARED_REDIS_URL, channel)
     yield app, pubsub
     publisher = app.extensions["dashboard_ws"].socketio.server.manager._publisher
@@ -70,8 +70,9 @@ def live_queue() -> Any:
 def published(pubsub: Any) -> dict[str, Any]:
     """The next message python-socketio published, its emitted data as ``envelope``."""
     message = pubsub.get_message(timeout=15)
-    assert message is not None and message["type"] == "message", message
+    assert message is not None and message["type"] == "pmessage", message
     published = json.loads(message["data"])
+    published["channel"] = message["channel"].decode()
     data = published["data"]  # the list of the event's arguments (recent python-socketio), or the one argument
     published["envelope"] = data[0] if isinstance(data, list) and len(data) == 1 else data
     return published

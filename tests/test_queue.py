@@ -67,11 +67,11 @@ def close_connections(manager: DashboardRedisManager) -> None:
 
 @contextmanager
 def subscribed(url: str, channel: str) -> Iterator[Any]:
-    """A plain redis-py subscriber on ``channel``, subscribed (confirmed) on entry."""
+    """A plain redis-py subscriber on ``channel`` and its users' channels, subscribed (confirmed) on entry."""
     client = redis.Redis.from_url(url, socket_timeout=DEADLINE)
     pubsub = client.pubsub()
-    pubsub.subscribe(channel)
-    assert pubsub.get_message(timeout=DEADLINE)["type"] == "subscribe"
+    pubsub.psubscribe(f"{channel}*")
+    assert pubsub.get_message(timeout=DEADLINE)["type"] == "psubscribe"
     try:
         yield pubsub
     finally:
@@ -80,10 +80,11 @@ def subscribed(url: str, channel: str) -> Iterator[Any]:
 
 
 def next_message(pubsub: Any) -> dict[str, Any]:
-    """The next message python-socketio published, its emitted data as ``envelope``."""
+    """The next message python-socketio published, its emitted data as ``envelope``, its channel as ``channel``."""
     message = pubsub.get_message(timeout=DEADLINE)
-    assert message is not None and message["type"] == "message", message
+    assert message is not None and message["type"] == "pmessage", message
     published = json.loads(message["data"])
+    published["channel"] = message["channel"].decode()
     data = published["data"]  # the list of the event's arguments (recent python-socketio), or the one argument
     published["envelope"] = data[0] if isinstance(data, list) and len(data) == 1 else data
     return published
@@ -210,7 +211,7 @@ def test_an_emit_at_once_to_a_refused_queue_raises_quickly_and_is_logged():
     assert time.monotonic() - started < 1.0
     error = raised.value
     assert isinstance(error, ConnectionError)
-    assert f"redis://***@127.0.0.1:{port}/0" in str(error) and "'chan'" in str(error) and "s3cret" not in str(error)
+    assert f"redis://***@127.0.0.1:{port}/0" in str(error) and "'chan:user:alice'" in str(error) and "s3cret" not in str(error)
     [dropped] = events(logs, "event_dropped")
     assert dropped["reason"] == "queue_unavailable" and dropped["event_id"] == error.envelope["eventId"]
     assert dropped["user_id"] == "alice" and "s3cret" not in dropped["error"]
@@ -282,6 +283,18 @@ def test_a_write_only_emitter_publishes_the_envelope_to_the_users_room(shared_re
     assert message["method"] == "emit" and message["event"] == "dashboard:error"
     assert (message["room"], message["namespace"], message["envelope"]) == ("user:42", "/dashboard", envelope)
     assert message["host_id"] == manager_of(app).host_id
+    assert message["channel"] == f"{channel}:user:42"  # the user's own channel (DASHBOARD_WS_QUEUE_CHANNELS)
+
+
+@pytest.mark.live
+def test_with_shared_channels_an_emit_is_published_on_the_one_channel(shared_redis: str):
+    channel = private_channel()
+    app = queue_app(shared_redis, channel=channel, DASHBOARD_WS_QUEUE_CHANNELS="shared")
+    with subscribed(shared_redis, channel) as subscriber, app.app_context():
+        DashboardRealtime().emit_error(42, "X", "from a worker")
+        message = next_message(subscriber)
+    close_connections(manager_of(app))
+    assert (message["channel"], message["room"]) == (channel, "user:42")
 
 
 @pytest.mark.live
@@ -298,10 +311,10 @@ def test_an_adopted_socketio_publishes_on_its_own_channel(shared_redis: str):
     close_connections(own.server.manager)
 
 
-def manager_without_thread(url: str, channel: str) -> tuple[DashboardRedisManager, socketio.Server, list[Any]]:
+def manager_without_thread(url: str, channel: str, **options: Any) -> tuple[DashboardRedisManager, socketio.Server, list[Any]]:
     """A manager on a real threading server whose listener thread is recorded, not started: the test reads
     ``manager._listen()`` itself, so no thread outlives it."""
-    manager = DashboardRedisManager(url, channel=channel, timeout=1.0)
+    manager = DashboardRedisManager(url, channel=channel, timeout=1.0, **options)
     server = socketio.Server(client_manager=manager, async_mode="threading")
     started: list[Any] = []
     server.start_background_task = lambda target, *args, **kwargs: started.append(target)  # type: ignore[method-assign]
@@ -371,3 +384,95 @@ def test_after_a_redis_restart_publishing_and_listening_resume(private_redis: Pr
     [failed] = events(logs, "queue_listen_failed")
     assert failed["retry_in"] == 0.5 and failed["queue"] == private_redis.url
     assert len(events(logs, "queue_listening")) == 1
+
+
+# Per-user channels: the subscriptions follow the sockets
+
+
+def connect_to_room(manager: DashboardRedisManager, room: str) -> str:
+    """A socket of this process in /dashboard, joined to ``room`` as the namespace's connect handler does."""
+    sid = manager.connect(f"eio-{time.monotonic_ns()}", "/dashboard")
+    manager.enter_room(sid, "/dashboard", room)
+    return sid
+
+
+def subscribers(client: Any, channel: str) -> int:
+    return dict(client.pubsub_numsub(channel))[channel.encode()]
+
+
+def wait_for_subscribers(client: Any, channel: str, count: int) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while subscribers(client, channel) != count:
+        assert time.monotonic() < deadline, f"{channel} did not get {count} subscribers"
+        time.sleep(0.02)  # polling for the condition, bounded by the deadline
+
+
+@pytest.mark.live
+def test_a_users_channel_is_heard_from_their_first_socket_confirmed_until_their_last_leaves(shared_redis: str):
+    channel = private_channel()
+    manager, _, _ = manager_without_thread(shared_redis, channel)
+    manager.initialize()
+    received = read_until(manager._listen(), b"the end")  # the listener reads, and confirms subscriptions
+    client = redis.Redis.from_url(shared_redis)
+    alice = f"{channel}:user:alice"
+    try:
+        with capture_logs() as logs:
+            first = connect_to_room(manager, "user:alice")
+        # Redis confirmed the subscription before the join returned: nothing published from now on is lost.
+        assert subscribers(client, alice) == 1 and not events(logs, "queue_subscribe_slow")
+        second = connect_to_room(manager, "user:alice")
+        assert subscribers(client, alice) == 1  # one subscription per process, however many sockets
+        assert subscribers(client, f"{channel}:user:bob") == 0  # nobody hears users they have no socket of
+        manager.disconnect(first, "/dashboard", ignore_queue=True)
+        assert subscribers(client, alice) == 1
+        manager.disconnect(second, "/dashboard", ignore_queue=True)
+        wait_for_subscribers(client, alice, 0)
+        client.publish(channel, "the end")
+        assert received.get(timeout=DEADLINE)
+    finally:
+        close_connections(manager)
+        client.close()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("outage", ["restart", "freeze"])
+def test_the_listener_subscribes_every_current_users_channel_again_after_an_outage(private_redis: PrivateRedis,
+                                                                                   outage: str):
+    """A restart closes the listener's connection; a freeze (SIGSTOP) leaves it open and silent, as a NAT drop
+    or a failover does: its PING goes unanswered within the health interval and the timeout."""
+    channel = private_channel()
+    manager, _, _ = manager_without_thread(private_redis.url, channel, health_interval=0.5)
+    manager.initialize()
+    messages = manager._listen()
+    reader = read_until(messages, b"warm")
+    connect_to_room(manager, "user:alice")  # unconfirmed until the reader reads: it waits up to the timeout
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=DEADLINE)
+    client.publish(f"{channel}:user:alice", "warm")
+    assert reader.get(timeout=DEADLINE)
+
+    with capture_logs() as logs:
+        received = read_until(messages, b"after the outage")
+        if outage == "restart":
+            private_redis.stop()
+            private_redis.start()
+        else:
+            private_redis.freeze()
+            deadline = time.monotonic() + DEADLINE
+            while not events(logs, "queue_listen_failed"):
+                assert time.monotonic() < deadline, "the silent subscription went unnoticed"
+                time.sleep(0.02)  # polling for the condition, bounded by the deadline
+            private_redis.thaw()
+        client = redis.Redis.from_url(private_redis.url, socket_timeout=DEADLINE)
+        try:
+            deadline = time.monotonic() + LISTEN_RETRY_MAX + DEADLINE
+            while client.publish(f"{channel}:user:alice", "after the outage") == 0:
+                assert time.monotonic() < deadline, "the listener did not subscribe to the user's channel again"
+                time.sleep(0.05)  # polling for the condition, bounded by the deadline
+            assert received.get(timeout=DEADLINE)
+        finally:
+            close_connections(manager)
+            client.close()
+    [listening] = events(logs, "queue_listening")
+    assert listening["user_channels"] == 1
+    if outage == "freeze":
+        assert "PING" in events(logs, "queue_listen_failed")[0]["error"]

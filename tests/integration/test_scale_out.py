@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from tests.live_server import (
@@ -208,6 +209,45 @@ def test_behind_nginx_round_robin_websocket_only_needs_no_sticky_sessions(
         proxy.stop(STOP_TIMEOUT)
 
 
+def test_each_process_hears_only_the_users_it_has_sockets_of_and_either_mode_reaches_the_other(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    """Per-user channels: a user's channel has one subscriber per process with a socket of theirs, and none
+    once they have gone. A process publishing on the shared channel ("shared", or python-socketio's own
+    manager) and one publishing on users' channels ("user") reach each other's sockets."""
+    channel = private_channel()
+    [user_mode] = start_servers(queue_config(shared_redis, channel), 1)
+    [shared_mode] = start_servers(queue_config(shared_redis, channel, DASHBOARD_WS_QUEUE_CHANNELS="shared"), 1)
+    alice, bob = new_user(), new_user()
+    alice_token, bob_token = user_mode.token(alice), user_mode.token(bob)
+    client = redis.Redis.from_url(shared_redis)
+    try:
+        alice_socket = user_mode.connect(auth=alice_token)
+        bob_socket = shared_mode.connect(auth=bob_token)
+        assert numsub(client, f"{channel}:user:{alice}") == numsub(client, f"{channel}:user:{bob}") == 1
+
+        to_bob = user_mode.emitted("POST", "/api/dashboard/errors", bob_token, {"code": "U", "message": "u"})
+        receive_ids([bob_socket], [to_bob["eventId"]])
+        to_alice = shared_mode.emitted("POST", "/api/dashboard/errors", alice_token, {"code": "S", "message": "s"})
+        receive_ids([alice_socket], [to_alice["eventId"]])
+        result = run_worker(queue_config(shared_redis, channel), alice, count=1)  # a write-only emitter
+        assert result.returncode == 0, result.stdout + result.stderr
+        receive_ids([alice_socket], worker_report(result)["event_ids"])
+
+        alice_socket.client.disconnect()
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while numsub(client, f"{channel}:user:{alice}") != 0:
+            assert time.monotonic() < deadline, "the process still hears a user with no socket in it"
+            time.sleep(0.02)  # polling for the condition, bounded by the deadline
+    finally:
+        client.close()
+
+
+def numsub(client: Any, channel: str) -> int:
+    """How many connections are subscribed to ``channel`` (one per process listening)."""
+    return dict(client.pubsub_numsub(channel))[channel.encode()]
+
+
 # Outages
 
 
@@ -275,6 +315,36 @@ def test_a_redis_outage_is_reported_in_bounded_time_and_delivery_resumes_after_i
     assert result.returncode == 0, result.stdout + result.stderr
     receive_ids([sock1, sock2, sock3], worker_report(result)["event_ids"])
     assert all(sock.client.connected for sock in (sock1, sock2, sock3))
+
+
+def test_sockets_that_come_and_go_during_an_outage_get_every_later_event_once_redis_is_back(
+    start_servers: Callable[..., list[LiveServer]], private_redis: PrivateRedis
+) -> None:
+    """Subscription churn in the middle of an outage: users leave, new users connect to either process, and
+    once Redis is back every connected socket gets what either process emits to its user, once."""
+    config = queue_config(private_redis.url, private_channel())
+    server1, server2 = start_servers(config, 2)
+    users = [new_user() for _ in range(5)]
+    tokens = {user: server1.token(user) for user in users}
+    sockets = {users[0]: server1.connect(auth=tokens[users[0]]), users[1]: server2.connect(auth=tokens[users[1]]),
+               users[2]: server1.connect(auth=tokens[users[2]])}
+
+    marks = [server.log_mark() for server in (server1, server2)]
+    private_redis.stop()
+    for server, mark in zip((server1, server2), marks):
+        server.wait_for_log(r"queue_listen_failed", since=mark)
+    sockets.pop(users[2]).client.disconnect()
+    sockets[users[3]] = server1.connect(auth=tokens[users[3]])
+    sockets[users[4]] = server2.connect(auth=tokens[users[4]])
+
+    marks = [server.log_mark() for server in (server1, server2)]
+    private_redis.start()  # the same port
+    for server, mark in zip((server1, server2), marks):
+        server.wait_for_log(r"queue_listening", since=mark)
+    for user, sock in sockets.items():
+        ids = [server.emitted("POST", "/api/dashboard/errors", tokens[user], {"code": "BACK", "message": "b"})["eventId"]
+               for server in (server1, server2)]
+        receive_ids([sock], ids)
 
 
 def test_a_frozen_redis_fails_an_emit_in_bounded_time_without_stalling_the_server(
