@@ -52,11 +52,14 @@ from common import JWT_SECRET, mint_tokens, raise_nofile_limit  # noqa: E402
 
 PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
-SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "ext-redis2", "naive", "asgi", "node")
+# ext-redisN: N processes sharing Redis with per-user channels; ext-redisN-shared: with the one shared channel.
+REDIS_GROUPS = {f"ext-redis{n}{mode}": (n, mode or "-user") for n in (1, 2, 4) for mode in ("", "-shared")}
+SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", *REDIS_GROUPS, "naive", "asgi", "node")
 SERVER_LABELS = {
     "ext": "flask-dashboard-ws",
     "ext-defaults": "flask-dashboard-ws, defaults",
-    "ext-redis2": "flask-dashboard-ws, 2 processes + Redis",
+    **{kind: f"flask-dashboard-ws, {n} process{'es' if n > 1 else ''} + Redis, {mode[1:]} channels"
+       for kind, (n, mode) in REDIS_GROUPS.items()},
     "ext-gevent": "flask-dashboard-ws, gevent",
     "ext-threading": "flask-dashboard-ws, threading",
     "naive": "naive Flask-SocketIO",
@@ -64,7 +67,7 @@ SERVER_LABELS = {
     "node": "Node socket.io 4.8",
 }
 P99_LIMIT_MS = 50.0
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")  # ext-redis2
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")  # ext-redisN
 
 _children: list[subprocess.Popen] = []
 
@@ -111,8 +114,9 @@ def log(message: str) -> None:
 
 
 def start_server(kind: str, args: argparse.Namespace, log_path: Path) -> "Server | ServerGroup":
-    if kind == "ext-redis2":
-        return ServerGroup(kind, args, log_path, processes=2)
+    if kind in REDIS_GROUPS:
+        processes, channels = REDIS_GROUPS[kind]
+        return ServerGroup(kind, args, log_path, processes, channels[1:])
     return Server(kind, args, log_path)
 
 
@@ -209,9 +213,9 @@ class ServerGroup:
     (GC pauses: the longest of any process).
     """
 
-    def __init__(self, kind: str, args: argparse.Namespace, log_path: Path, processes: int) -> None:
+    def __init__(self, kind: str, args: argparse.Namespace, log_path: Path, processes: int, channels: str) -> None:
         config = {**json.loads(args.ext_config), "DASHBOARD_WS_MESSAGE_QUEUE": REDIS_URL,
-                  "DASHBOARD_WS_CHANNEL": f"bench-{uuid.uuid4().hex}"}
+                  "DASHBOARD_WS_CHANNEL": f"bench-{uuid.uuid4().hex}", "DASHBOARD_WS_QUEUE_CHANNELS": channels}
         self.kind = kind
         self.members: list[Server] = []
         try:
