@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -123,3 +124,60 @@ class PrivateRedis:
     def log(self) -> str:
         path = self.workdir / f"redis-{self.port}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+class BlackHoleProxy:
+    """A TCP proxy in front of a Redis whose open connections can be made to swallow everything, with no reset:
+    what a NAT or firewall that forgot the connection, or a failover, leaves a client with. Connections made
+    after :meth:`black_hole` are forwarded as usual. Threads, one per direction of each connection."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
+        self._sockets: list[socket.socket] = []
+        self._holes: list[bool] = []  # per connection pair: swallowing
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, name="black-hole-proxy", daemon=True).start()
+
+    def black_hole(self) -> None:
+        """From now on, every connection open now drops what either side sends, and stays open."""
+        with self._lock:
+            self._holes = [True] * len(self._holes)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target, timeout=START_TIMEOUT)
+            except OSError:
+                return
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+                index = len(self._holes)
+                self._holes.append(False)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink, index), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, index: int) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self._holes[index]:
+                    sink.sendall(data)
+            if not self._holes[index]:
+                sink.shutdown(socket.SHUT_WR)  # a close goes through, as the rest did
+        except OSError:
+            pass

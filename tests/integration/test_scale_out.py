@@ -34,6 +34,7 @@ from tests.live_server import (
 )
 from tests.nginx_conf import NGINX_CONF, NOT_INSTALLED, NginxProxy, nginx_binary, with_upstreams
 from tests.redis_server import (
+    BlackHoleProxy,
     PrivateRedis,
     free_port,
     private_channel,
@@ -345,6 +346,30 @@ def test_sockets_that_come_and_go_during_an_outage_get_every_later_event_once_re
         ids = [server.emitted("POST", "/api/dashboard/errors", tokens[user], {"code": "BACK", "message": "b"})["eventId"]
                for server in (server1, server2)]
         receive_ids([sock], ids)
+
+
+def test_a_subscription_that_silently_stops_delivering_is_noticed_and_made_again(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    """The listener's connection black-holed (no reset, as after a NAT drop or a failover) while Redis itself is
+    fine: its PING goes unanswered, it says so and subscribes again on a new connection, and delivery resumes."""
+    channel = private_channel()
+    proxy = BlackHoleProxy(shared_redis)
+    try:
+        [emitter] = start_servers(queue_config(shared_redis, channel), 1)
+        [server] = start_servers(queue_config(proxy.url, channel, DASHBOARD_WS_QUEUE_HEALTH_INTERVAL=1.0), 1)
+        user = new_user()
+        token = emitter.token(user)
+        sock = server.connect(auth=token)
+        receive_ids([sock], [emitter.emitted("POST", "/api/dashboard/errors", token, {"code": "A", "message": "a"})["eventId"]])
+
+        mark = server.log_mark()
+        proxy.black_hole()
+        server.wait_for_log(r"queue_listen_failed .*PING", since=mark)
+        server.wait_for_log(r"queue_listening .*user_channels=1", since=mark)
+        receive_ids([sock], [emitter.emitted("POST", "/api/dashboard/errors", token, {"code": "B", "message": "b"})["eventId"]])
+    finally:
+        proxy.close()
 
 
 def test_a_frozen_redis_fails_an_emit_in_bounded_time_without_stalling_the_server(
