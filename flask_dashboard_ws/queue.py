@@ -41,9 +41,11 @@ from .config import Settings
 from .emitter import DeliveryUnavailable
 from .log import logger
 from .rooms import DashboardManager, RoomIndexMixin
+from .subscriptions import Subscription
 
 # Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
-REDIS_SCHEMES = ("redis", "rediss")
+# The "+cluster" ones name a node of a Redis Cluster, whose sharded pub/sub the manager then uses.
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 # The listener's waits between attempts to subscribe again: the first, doubled up to the last.
 LISTEN_RETRY_FIRST = 0.5
@@ -97,11 +99,13 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
     ) -> None:
         super().__init__(url, channel=channel, write_only=write_only, logger=logger)
         self.timeout = timeout
+        self.sharded = urlsplit(url).scheme.endswith("+cluster")
         self.per_user = per_user
         self.health_interval = health_interval
         self.where = redacted(url)
         self._publisher: Any = None
-        self._listener: Any = None  # the subscribed PubSub, while there is one
+        self._listener: Subscription | None = None  # while subscribed
+        self._early: list[dict[str, Any]] = []  # messages that arrived with the subscription's confirmations
         # The user channels this process must hear (a user with a socket here), and the subscriptions that
         # Redis has not confirmed yet. The lock also keeps two writers off the listener's connection.
         self._user_channels: set[str] = set()
@@ -149,7 +153,8 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             try:
                 if self._publisher is None:
                     self._publisher = self._client(socket_timeout=self.timeout)
-                return self._publisher.publish(channel, message)
+                publish = self._publisher.spublish if self.sharded else self._publisher.publish
+                return publish(channel, message)
             except Exception as exc:  # any failure of the queue, from the Redis client or the socket
                 error = exc
                 if self._is_timeout(exc):
@@ -205,7 +210,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 if self._listener is None:
                     self._subscribe()
                 delay = LISTEN_RETRY_FIRST
-                yield from self._messages(self._listener)
+                yield from self._messages(self._listener)  # type: ignore[arg-type]
             except Exception as exc:
                 self._close_listener()
                 self._listener_failed()
@@ -214,69 +219,79 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 self.server.sleep(delay)
                 delay = min(delay * 2, LISTEN_RETRY_MAX)
 
-    def _messages(self, pubsub: Any) -> Any:
-        """The data of every message on a subscribed channel, until the connection fails or falls silent.
+    def _messages(self, subscription: Subscription) -> Any:
+        """The data of every message on a subscribed channel, until a connection fails or falls silent.
 
-        After ``health_interval`` seconds without a word from Redis, the listener PINGs it on the same
-        connection; no reply within ``timeout`` means the connection no longer delivers (ConnectionError).
+        After ``health_interval`` seconds without a word on one of its connections (one, or one per cluster
+        shard), the listener PINGs Redis on it; no reply within ``timeout`` means that the connection no longer
+        delivers (ConnectionError).
         """
-        heard = time.monotonic()
-        pinged: float | None = None
+        heard: dict[str, float] = {}
+        pinged: dict[str, float] = {}
         wait = min(self.health_interval, self.timeout) / 2
+        early, self._early = self._early, []
+        arrived = (("", message) for message in early)
         while True:
-            message = pubsub.get_message(timeout=wait)
-            now = time.monotonic()
-            if message is not None:
-                heard, pinged = now, None
+            for name, message in arrived:
+                heard[name] = time.monotonic()
+                pinged.pop(name, None)
                 kind = message.get("type")
                 if kind == "message":
                     yield message["data"]
                 elif kind == "subscribe":
                     self._confirmed(message["channel"])
-            elif pinged is None and now - heard >= self.health_interval:
-                with self._channels_lock:
-                    pubsub.ping(PING_MESSAGE)
-                pinged = now
-            elif pinged is not None and now - pinged >= self.timeout:
-                raise ConnectionError(f"Redis did not answer a PING on the subscription within {self.timeout}s")
+            now = time.monotonic()
+            for name in subscription.connections():
+                if now - heard.setdefault(name, now) < self.health_interval:
+                    continue
+                if name not in pinged:
+                    with self._channels_lock:
+                        subscription.ping(name, PING_MESSAGE)
+                    pinged[name] = now
+                elif now - pinged[name] >= self.timeout:
+                    raise ConnectionError(f"Redis did not answer a PING on the subscription within {self.timeout}s")
+            arrived = subscription.messages(wait)
 
-    def _subscribe(self) -> Any:
-        """A PubSub on a connection of its own, subscribed to the shared channel and to every current user's:
-        Redis has confirmed them before this returns.
+    def _subscribe(self) -> Subscription:
+        """The listener's subscription, on connections of its own, to the shared channel and to every current
+        user's: Redis has confirmed them before this returns.
 
         Its client never reconnects by itself: redis-py would otherwise reconnect and subscribe again while
         raising the error, and a message published to that connection would be lost when it is replaced.
         """
-        pubsub = self._client(socket_timeout=None, reconnect=False).pubsub()
+        subscription = Subscription(self._client(socket_timeout=None, reconnect=False).pubsub(), self.sharded)
         try:
             with self._channels_lock:
                 channels = {self.channel, *self._user_channels}
-                pubsub.subscribe(*channels)
-            self._await_confirmations(pubsub, len(channels))
+                subscription.subscribe(*channels)
+            self._await_confirmations(subscription, len(channels))
             with self._channels_lock:
                 # Users who connected meanwhile are confirmed by the listener, as any later subscription.
                 joined = self._user_channels - channels
                 if joined:
-                    pubsub.subscribe(*joined)
-                self._listener = pubsub
+                    subscription.subscribe(*joined)
+                self._listener = subscription
         except BaseException:
-            pubsub.close()
+            subscription.close()
             raise
         self.unreachable_since = self.listener_down_since = None
         logger.info("queue_listening", queue=self.where, channel=self.channel, user_channels=len(channels) - 1)
-        return pubsub
+        return subscription
 
-    def _await_confirmations(self, pubsub: Any, count: int) -> None:
-        """Read the ``subscribe`` replies to one SUBSCRIBE of ``count`` channels (one each), within the timeout
-        and a millisecond per channel; nothing else can arrive before them on a new connection."""
+    def _await_confirmations(self, subscription: Subscription, count: int) -> None:
+        """Read the ``subscribe`` replies to the ``count`` channels just subscribed, within the timeout and a
+        millisecond per channel. On a cluster, a shard that has confirmed may deliver a message meanwhile: it is
+        kept for the listener."""
         deadline = time.monotonic() + self.timeout + count / 1000
         while count:
             remaining = deadline - time.monotonic()
-            reply = pubsub.get_message(timeout=max(remaining, 0)) if remaining > 0 else None
-            if reply is None:
+            if remaining <= 0:
                 raise TimeoutError(f"Redis did not confirm the subscriptions within {self.timeout}s")
-            if reply.get("type") == "subscribe":
-                count -= 1
+            for _, reply in subscription.messages(remaining):
+                if reply.get("type") == "subscribe":
+                    count -= 1
+                else:
+                    self._early.append(reply)
 
     # The subscriptions that follow the sockets
 
@@ -352,27 +367,24 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:
-                listener.close()
-            except Exception:  # the connection is already gone
-                pass
+            listener.close()
 
     # Helpers
 
     def _client(self, socket_timeout: float | None, reconnect: bool = True) -> Any:
-        """A Redis client that fails within ``timeout`` and leaves retrying to this class."""
+        """A Redis (or Redis Cluster) client that fails within ``timeout`` and leaves retrying to this class."""
         redis = _import_redis()
         no_backoff = redis.backoff.NoBackoff()
         # With no retries, redis-py still runs its failure handler once (it drops or reconnects the connection);
         # with no supported errors at all, it does not even do that.
         retry = redis.retry.Retry(no_backoff, 0) if reconnect else redis.retry.Retry(no_backoff, 0, supported_errors=())
-        return redis.Redis.from_url(
-            self.redis_url,
-            socket_connect_timeout=self.timeout,
-            socket_timeout=socket_timeout,
-            socket_keepalive=True,
-            retry=retry,
-        )
+        options = {"socket_connect_timeout": self.timeout, "socket_timeout": socket_timeout, "socket_keepalive": True,
+                   "retry": retry}
+        if self.sharded:
+            parts = urlsplit(self.redis_url)
+            url = urlunsplit(parts._replace(scheme=parts.scheme.removesuffix("+cluster")))
+            return redis.cluster.RedisCluster.from_url(url, **options)
+        return redis.Redis.from_url(self.redis_url, **options)
 
     def _is_timeout(self, exc: Exception) -> bool:
         return isinstance(exc, (TimeoutError, _import_redis().exceptions.TimeoutError))
@@ -439,6 +451,7 @@ def _import_redis() -> ModuleType:
     try:
         import redis
         import redis.backoff
+        import redis.cluster
         import redis.retry
     except ImportError:
         raise RuntimeError('a redis:// message queue needs the redis package: pip install "flask-dashboard-ws[redis]"') from None

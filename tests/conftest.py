@@ -23,7 +23,7 @@ from flask_socketio import SocketIO
 from flask_dashboard_ws import DashboardRealtime
 from flask_dashboard_ws.expiry import ExpiryWatcher
 from flask_dashboard_ws.extension import DashboardState
-from tests.redis_server import NO_SHARED_REDIS, SHARED_REDIS_URL, PrivateRedis, shared_redis_answers
+from tests.redis_server import NO_SHARED_REDIS, SHARED_REDIS_URL, PrivateRedis, PrivateRedisCluster, shared_redis_answers
 
 NS = "/dashboard"
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256-and-hs512-0123456789abcdef"
@@ -134,6 +134,20 @@ def shared_redis() -> str:
     if not shared_redis_answers():
         pytest.fail(NO_SHARED_REDIS)
     return SHARED_REDIS_URL
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[PrivateRedisCluster]:
+    """A Redis Cluster of three masters of the test's own (sharded pub/sub: redis+cluster:// URLs)."""
+    try:
+        cluster = PrivateRedisCluster(tmp_path)
+    except FileNotFoundError:
+        pytest.skip("redis-server and redis-cli are not installed: the cluster tests start a cluster of their own")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

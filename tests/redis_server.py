@@ -57,11 +57,12 @@ def answers_ping(host: str, port: int, timeout: float = 1.0) -> bool:
 class PrivateRedis:
     """``redis-server`` on 127.0.0.1 on a port of its own, without persistence, in ``workdir``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *options: str) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise FileNotFoundError("redis-server is not installed")
         self.workdir = workdir
+        self.options = options  # more redis-server arguments
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -85,7 +86,7 @@ class PrivateRedis:
         log = open(self.workdir / f"redis-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self._process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--daemonize", "no"],
+             "--dir", str(self.workdir), "--daemonize", "no", *self.options],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -124,6 +125,46 @@ class PrivateRedis:
     def log(self) -> str:
         path = self.workdir / f"redis-{self.port}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster of three masters (no replicas), each a :class:`PrivateRedis` on a port of its own, all
+    slots assigned with ``redis-cli --cluster create``; its URL names the first node (``redis+cluster://``)."""
+
+    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+        if shutil.which("redis-cli") is None:
+            raise FileNotFoundError("redis-cli is not installed")
+        self.nodes = [PrivateRedis(workdir, "--cluster-enabled", "yes", "--cluster-config-file",
+                                   f"nodes-{index}.conf", "--cluster-node-timeout", "5000")
+                      for index in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        created = subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                                  "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT, check=False)
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(self._cluster_ok(node.port) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)  # polling for the condition, bounded by the deadline
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    @staticmethod
+    def _cluster_ok(port: int) -> bool:
+        info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True,
+                              timeout=START_TIMEOUT, check=False)
+        return "cluster_state:ok" in info.stdout
 
 
 class BlackHoleProxy:

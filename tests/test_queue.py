@@ -476,3 +476,41 @@ def test_the_listener_subscribes_every_current_users_channel_again_after_an_outa
     assert listening["user_channels"] == 1
     if outage == "freeze":
         assert "PING" in events(logs, "queue_listen_failed")[0]["error"]
+
+
+# On a Redis Cluster: sharded pub/sub
+
+
+@pytest.mark.live
+def test_on_a_cluster_each_channel_is_heard_on_its_shard_and_emits_reach_it(redis_cluster: Any):
+    channel = private_channel()
+    manager, _, _ = manager_without_thread(redis_cluster.url, channel)
+    manager.initialize()
+    arrived: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        for message in manager._listen():
+            arrived.put(json.loads(message))
+
+    threading.Thread(target=read, daemon=True).start()  # it confirms the subscriptions as they come
+    client = redis.cluster.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
+    users = [f"user-{index}" for index in range(6)]
+    channels = [f"{channel}:user:{user}" for user in users]
+    try:
+        for user in users:
+            connect_to_room(manager, f"user:{user}")
+        assert len({client.get_node_from_key(name).name for name in [channel, *channels]}) > 1  # several shards
+        for name in [channel, *channels]:
+            counts = client.pubsub_shardnumsub(name, target_nodes=client.get_node_from_key(name))
+            assert dict(counts)[name.encode()] == 1, name
+
+        app = queue_app(redis_cluster.url, channel=channel)  # a worker: publishes with SPUBLISH
+        with app.app_context():
+            for user in users:
+                DashboardRealtime().emit_error(user, "X", "sharded")
+        rooms = {arrived.get(timeout=DEADLINE)["room"] for _ in users}
+        assert rooms == {f"user:{user}" for user in users}
+        close_connections(manager_of(app))
+    finally:
+        close_connections(manager)
+        client.close()

@@ -249,6 +249,26 @@ def numsub(client: Any, channel: str) -> int:
     return dict(client.pubsub_numsub(channel))[channel.encode()]
 
 
+def test_on_a_redis_cluster_processes_share_delivery_over_sharded_channels(
+    start_servers: Callable[..., list[LiveServer]], redis_cluster: Any
+) -> None:
+    """redis+cluster://: each user's channel on the shard that owns its slot (SSUBSCRIBE, SPUBLISH). Every event,
+    from either process or from a worker, reaches the user's sockets on the other process."""
+    config = queue_config(redis_cluster.url, private_channel())
+    servers = start_servers(config, 2)
+    users = [new_user() for _ in range(4)]
+    tokens = {user: servers[0].token(user) for user in users}
+    placed = [(user, servers[index % 2]) for index, user in enumerate(users)]
+    sockets = {user: server.connect(auth=tokens[user]) for user, server in placed}
+    for user, server in placed:
+        other = servers[1] if server is servers[0] else servers[0]
+        sent = other.emitted("POST", "/api/dashboard/errors", tokens[user], {"code": "C", "message": "cluster"})
+        receive_ids([sockets[user]], [sent["eventId"]])
+    result = run_worker(config, users[0], count=2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    receive_ids([sockets[users[0]]], worker_report(result)["event_ids"])
+
+
 # Outages
 
 
