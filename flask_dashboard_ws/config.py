@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_READY_QUEUE_OUTAGE": 10.0,
     "DASHBOARD_WS_DRAIN_TIMEOUT": 25.0,
     "DASHBOARD_WS_DRAIN_ON_SIGTERM": False,
+    "DASHBOARD_WS_RECOVERY": False,
+    "DASHBOARD_WS_RECOVERY_WINDOW": 120.0,
+    "DASHBOARD_WS_RECOVERY_MAX_EVENTS": 100,
 }
 
 # The keys of the "apigateway" backend (AWS Lambda behind an API Gateway WebSocket API), read only with it.
@@ -130,6 +133,9 @@ class Settings:
     ready_queue_outage: float = DEFAULTS["DASHBOARD_WS_READY_QUEUE_OUTAGE"]
     drain_timeout: float = DEFAULTS["DASHBOARD_WS_DRAIN_TIMEOUT"]
     drain_on_sigterm: bool = DEFAULTS["DASHBOARD_WS_DRAIN_ON_SIGTERM"]
+    recovery: bool = DEFAULTS["DASHBOARD_WS_RECOVERY"]
+    recovery_window: float = DEFAULTS["DASHBOARD_WS_RECOVERY_WINDOW"]
+    recovery_max_events: int = DEFAULTS["DASHBOARD_WS_RECOVERY_MAX_EVENTS"]
 
     def gc_freeze_interval_for(self, async_mode: str) -> float | None:
         """The freeze interval in force under ``async_mode``, with ``"auto"`` resolved."""
@@ -204,7 +210,28 @@ def load_settings(app: Flask) -> Settings:
         trusted_proxies=_count("DASHBOARD_WS_TRUSTED_PROXIES", config["DASHBOARD_WS_TRUSTED_PROXIES"], 0),
         **_backend(config),
         **_operations(config),
+        **_recovery(config),
     )
+
+
+def _recovery(config: dict[str, Any]) -> dict[str, Any]:
+    """Connection state recovery, whose log lives in the process: one process, no message queue."""
+    recovery = _boolean("DASHBOARD_WS_RECOVERY", config["DASHBOARD_WS_RECOVERY"])
+    if recovery and config["DASHBOARD_WS_BACKEND"] != "socketio":
+        raise ConfigError("DASHBOARD_WS_RECOVERY needs DASHBOARD_WS_BACKEND = 'socketio': API Gateway has no replay")
+    if recovery and config["DASHBOARD_WS_MESSAGE_QUEUE"] is not None:
+        raise ConfigError(
+            "DASHBOARD_WS_RECOVERY keeps each user's recent events in this process, so it needs "
+            "DASHBOARD_WS_MESSAGE_QUEUE = None (one server process); with a queue, another process's events would "
+            "be missing from it"
+        )
+    return {
+        "recovery": recovery,
+        "recovery_window": _seconds("DASHBOARD_WS_RECOVERY_WINDOW", config["DASHBOARD_WS_RECOVERY_WINDOW"]),
+        "recovery_max_events": _count(
+            "DASHBOARD_WS_RECOVERY_MAX_EVENTS", config["DASHBOARD_WS_RECOVERY_MAX_EVENTS"], 1
+        ),
+    }
 
 
 def _operations(config: dict[str, Any]) -> dict[str, Any]:

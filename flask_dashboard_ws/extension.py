@@ -25,6 +25,7 @@ from .metrics import Metrics
 from .namespace import DashboardNamespace
 from .probes import Probes
 from .queue import DashboardRedisManager
+from .recovery import EventLog, Recovery
 from .rooms import disconnect_room
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
@@ -51,6 +52,7 @@ class DashboardState:
     guard: SessionGuard = field(init=False)
     gate: HandshakeGate = field(init=False)
     metrics: Metrics | None = field(init=False, default=None)
+    recovery: Recovery | None = field(init=False, default=None)  # with DASHBOARD_WS_RECOVERY
     # Why the extension itself is disconnecting a socket (its sid: "token_expired"), for the disconnect metric.
     disconnect_causes: dict[str, str] = field(default_factory=dict)
 
@@ -151,6 +153,9 @@ class DashboardRealtime:
         socketio.on_namespace(DashboardNamespace(settings.namespace))
         state = DashboardState(settings=settings, socketio=socketio)
         state.guard.install()
+        if settings.recovery:
+            log = EventLog(settings.recovery_window, settings.recovery_max_events)
+            state.recovery = Recovery(socketio.server, settings.namespace, log)
         manager = socketio.server.manager
         if state.metrics is not None and isinstance(manager, DashboardRedisManager):
             manager.metrics = state.metrics

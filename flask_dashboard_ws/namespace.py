@@ -66,14 +66,17 @@ class DashboardNamespace(Namespace):
             raise ConnectionRefusedError(
                 "Too many connections", {"code": TOO_MANY_CONNECTIONS, "limit": state.settings.max_sockets_per_user}
             )
+        if state.recovery is not None:
+            state.recovery.hold(sid)  # its live events wait until what it missed is out
         join_room(room)
+        recovered = state.recovery is not None and state.recovery.connected(sid, room, auth)
         state.connections[sid] = identity
         state.collector.start()  # once per process, now that start-up is over
         if identity.expires_at is not None:
             state.expiry.watch(sid, identity.expires_at)
         if metrics is not None:
             metrics.connection_attempt("accepted")
-        log.info("connected", user_id=identity.user_id)
+        log.info("connected", user_id=identity.user_id, recovered=recovered)
 
     def on_disconnect(self, reason: str | None = None) -> Any:
         sid = _sid()
@@ -83,6 +86,8 @@ class DashboardNamespace(Namespace):
             return self._ignore("disconnect", sid)
         state = current_app.extensions["dashboard_ws"]
         identity = state.connections.pop(sid, None)
+        if state.recovery is not None:
+            state.recovery.disconnected(sid)
         cause = state.disconnect_causes.pop(sid, None) or state.guard.closed_for(self._eio_sid(sid))
         if identity is not None:
             state.expiry.unwatch(sid)

@@ -40,7 +40,7 @@ from socketio.pubsub_manager import PubSubManager
 from .config import Settings
 from .emitter import DeliveryUnavailable
 from .log import logger
-from .rooms import DashboardManager, RoomIndexMixin
+from .rooms import USER_ROOM_PREFIX, DashboardManager, RoomIndexMixin
 from .subscriptions import Subscription
 
 # Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
@@ -50,9 +50,6 @@ REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 # The listener's waits between attempts to subscribe again: the first, doubled up to the last.
 LISTEN_RETRY_FIRST = 0.5
 LISTEN_RETRY_MAX = 5.0
-
-# The rooms whose events go to a channel of their own: one per user (rooms.user_room).
-USER_ROOM_PREFIX = "user:"
 
 # What the listener's own PINGs carry, so that their replies are told from anyone else's.
 PING_MESSAGE = "dashboard-ws"

@@ -21,9 +21,13 @@ def user_id_of(value: Any) -> str:
     return user_id
 
 
+# The prefix of every user's room (user_room), which nothing else starts with.
+USER_ROOM_PREFIX = "user:"
+
+
 def user_room(user_id: Any) -> str:
     """The room that holds every socket of ``user_id``: ``user:<userId>``."""
-    return f"user:{user_id_of(user_id)}"
+    return f"{USER_ROOM_PREFIX}{user_id_of(user_id)}"
 
 
 def disconnect_room(manager: Any, room: str, namespace: str) -> None:

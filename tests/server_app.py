@@ -19,6 +19,7 @@ from flask_socketio import SocketIO
 from marshmallow import ValidationError
 
 from flask_dashboard_ws import DashboardRealtime, QueueUnavailable
+from flask_dashboard_ws.rooms import user_room
 
 # Shared by the server process and the tests. 64 bytes: PyJWT warns about shorter HS512 keys.
 JWT_SECRET = "flask-dashboard-ws live-server tests: not a secret, never use it 0123456789abcdef"
@@ -78,6 +79,18 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
     def drain() -> Any:
         """What an operator's hook (or the SIGTERM handler) does: drain this process within ``timeout`` seconds."""
         return jsonify(dashboard.drain(float(request.args["timeout"])))
+
+    @app.post("/api/test/blip")
+    @jwt_required()
+    def blip() -> Any:
+        """A network blip for the caller's sockets: their transports close (no Socket.IO disconnect), as when a
+        connection drops, and the official client reconnects by itself."""
+        ext = app.extensions["dashboard_ws"]
+        manager = ext.socketio.server.manager
+        namespace = ext.settings.namespace
+        sids = [sid for sid, _ in manager.get_participants(namespace, user_room(get_jwt_identity()))]
+        closed = sum(ext.guard.close_for(manager.eio_sid_from_sid(sid, namespace), "server") for sid in sids)
+        return jsonify(closed=closed)
 
     @app.get("/api/test/state")
     def state() -> Any:

@@ -221,7 +221,10 @@ function onConnect() {
   leaveDegradedMode();
   $("#refused-banner").hidden = true;
   setConnection("connected");
-  loadView(); // events missed while away are in the fresh view; the ones arriving meanwhile wait for it
+  // A recovered connection (the server's DASHBOARD_WS_RECOVERY) has been sent what it missed, in order, just
+  // before this: the view is current. Otherwise the missed events are in a fresh view; the ones arriving
+  // meanwhile wait for it.
+  if (!socket.recovered) loadView();
 }
 
 async function onConnectError(error) {

@@ -3,9 +3,10 @@
 // Gateway WebSocket API (or its offline emulator), the URL's path is the stage, used as the Socket.IO path;
 // against a Flask server (or nginx in front of several), the URL has no path and the default /socket.io/ is used.
 // Prints one JSON object per line, each with the tab's index and Date.now():
-// {"kind": "connect"}, {"kind": "connect_error", "message", "data"}, {"kind": "disconnect", "reason"},
-// {"kind": "event", "name", "envelope"}, {"kind": "ping"}, and {"kind": "opening"} just before each tab's
-// io() call (the start of its connect time). Runs until its standard input closes.
+// {"kind": "connect", "recovered"}, {"kind": "connect_error", "message", "data"}, {"kind": "disconnect", "reason"},
+// {"kind": "event", "name", "envelope", "offset"} (an offset with connection state recovery), {"kind": "ping"},
+// and {"kind": "opening"} just before each tab's io() call (the start of its connect time). Runs until its
+// standard input closes.
 //
 //   node tabs.mjs <url> <token, or -, or @file of tokens one per line> [<tabs>] [<ms between tabs>]
 //
@@ -33,10 +34,10 @@ function open(tab) {
     forceNew: true,
     auth: token === "-" ? {} : { token },
   });
-  socket.on("connect", () => print(tab, { kind: "connect" }));
+  socket.on("connect", () => print(tab, { kind: "connect", recovered: socket.recovered }));
   socket.on("connect_error", (err) => print(tab, { kind: "connect_error", message: err.message, data: err.data ?? null }));
   socket.on("disconnect", (reason) => print(tab, { kind: "disconnect", reason }));
-  socket.onAny((name, envelope) => print(tab, { kind: "event", name, envelope }));
+  socket.onAny((name, envelope, offset) => print(tab, { kind: "event", name, envelope, offset }));
   socket.io.on("open", () => socket.io.engine.on("ping", () => print(tab, { kind: "ping" })));
   sockets.push(socket);
 }

@@ -1,0 +1,100 @@
+"""flask_dashboard_ws/recovery.py: the event log and the pids (the replay itself is live:
+integration/test_recovery.py, with the official client)."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask_jwt_extended import JWTManager
+
+from flask_dashboard_ws import ConfigError, DashboardRealtime
+from flask_dashboard_ws.recovery import EventLog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def log_with_clock(window: float = 120.0, max_events: int = 100) -> tuple[EventLog, Clock]:
+    clock = Clock()
+    return EventLog(window, max_events, clock=clock), clock
+
+
+def test_each_event_gets_a_later_offset_sent_after_its_envelope():
+    log, _ = log_with_clock()
+    entries = [log.append("user:a", "dashboard:error", {"n": n}) for n in range(3)]  # in the same millisecond
+    assert [entry.args[0] for entry in entries] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    offsets = [entry.args[1] for entry in entries]
+    assert offsets == sorted(offsets, key=lambda o: tuple(map(int, o.split("-")))) and len(set(offsets)) == 3
+
+
+def test_a_closed_connections_pid_resumes_once_with_the_events_after_its_offset():
+    log, _ = log_with_clock()
+    pid = log.issue("user:a")
+    first = log.append("user:a", "e", 1)
+    log.append("user:b", "e", "not hers")
+    second, third = log.append("user:a", "e", 2), log.append("user:a", "e", 3)
+    assert log.missed(pid, first.args[1], "user:a") is None  # its connection is still open
+    log.closed(pid)
+    assert [entry.args for entry in log.missed(pid, first.args[1], "user:a")] == [second.args, third.args]
+    assert log.missed(pid, first.args[1], "user:a") is None  # resumed: it belongs to the new connection now
+
+
+def test_without_an_offset_the_events_since_the_pid_was_issued_are_missed():
+    log, _ = log_with_clock()
+    log.append("user:a", "e", "before")
+    pid = log.issue("user:a")
+    after = log.append("user:a", "e", "after")
+    log.closed(pid)
+    assert [entry.args for entry in log.missed(pid, None, "user:a")] == [after.args]
+
+
+@pytest.mark.parametrize("pid_room, offset", [("user:b", None), ("user:a", "not-an-offset"), ("user:a", 12)])
+def test_another_users_pid_or_a_bad_offset_recovers_nothing(pid_room, offset):
+    log, _ = log_with_clock()
+    pid = log.issue(pid_room)
+    log.append("user:a", "e", 1)
+    log.closed(pid)
+    assert log.missed(pid, offset, "user:a") is None
+    assert log.missed("unknown", None, "user:a") is None
+
+
+def test_once_an_event_after_the_offset_is_dropped_nothing_is_recovered():
+    log, clock = log_with_clock(window=60.0, max_events=2)
+    pid = log.issue("user:a")
+    seen = log.append("user:a", "e", 0)
+    log.closed(pid)
+    log.append("user:a", "e", 1)
+    log.append("user:a", "e", 2)  # the log keeps two: the first event after the offset is kept still
+    assert log.missed(pid, seen.args[1], "user:a") is not None
+    pid = log.issue("user:a")
+    log.closed(pid)
+    log.append("user:a", "e", 3)  # now event 1 is dropped
+    assert log.missed(pid, seen.args[1], "user:a") is None
+
+    pid = log.issue("user:a")
+    recent = log.append("user:a", "e", 4)
+    log.closed(pid)
+    clock.now += 61  # past the window: the pid has expired, and so have the events
+    assert log.missed(pid, recent.args[1], "user:a") is None
+
+
+def recovery_app(**config) -> Flask:
+    app = Flask("recovery_test")
+    app.config.update(JWT_SECRET_KEY="recovery-test-secret-that-is-long-enough-for-hs256-0123456789",
+                      DASHBOARD_WS_ASYNC_MODE="threading", DASHBOARD_WS_RECOVERY=True, **config)
+    JWTManager(app)
+    DashboardRealtime(app)
+    return app
+
+
+def test_recovery_needs_one_process_and_says_why():
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*DASHBOARD_WS_MESSAGE_QUEUE = None"):
+        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY_MAX_EVENTS"):
+        recovery_app(DASHBOARD_WS_RECOVERY_MAX_EVENTS=0)
+    assert recovery_app().extensions["dashboard_ws"].recovery is not None
