@@ -215,16 +215,18 @@ def load_settings(app: Flask) -> Settings:
 
 
 def _recovery(config: dict[str, Any]) -> dict[str, Any]:
-    """Connection state recovery, whose log lives in the process: one process, no message queue."""
+    """Connection state recovery: its log lives in the process, or in Redis, on users' channels."""
     recovery = _boolean("DASHBOARD_WS_RECOVERY", config["DASHBOARD_WS_RECOVERY"])
     if recovery and config["DASHBOARD_WS_BACKEND"] != "socketio":
         raise ConfigError("DASHBOARD_WS_RECOVERY needs DASHBOARD_WS_BACKEND = 'socketio': API Gateway has no replay")
-    if recovery and config["DASHBOARD_WS_MESSAGE_QUEUE"] is not None:
+    queue = config["DASHBOARD_WS_MESSAGE_QUEUE"]
+    if recovery and queue is not None and urlsplit(str(queue)).scheme not in ("redis", "rediss"):
         raise ConfigError(
-            "DASHBOARD_WS_RECOVERY keeps each user's recent events in this process, so it needs "
-            "DASHBOARD_WS_MESSAGE_QUEUE = None (one server process); with a queue, another process's events would "
-            "be missing from it"
+            "DASHBOARD_WS_RECOVERY keeps each user's recent events in this process, or in Redis with a Redis queue "
+            f"(redis:// or rediss://; not a cluster yet): it cannot with DASHBOARD_WS_MESSAGE_QUEUE = {queue!r}"
         )
+    if recovery and queue is not None and config["DASHBOARD_WS_QUEUE_CHANNELS"] != "user":
+        raise ConfigError("DASHBOARD_WS_RECOVERY with a Redis queue needs DASHBOARD_WS_QUEUE_CHANNELS = 'user'")
     return {
         "recovery": recovery,
         "recovery_window": _seconds("DASHBOARD_WS_RECOVERY_WINDOW", config["DASHBOARD_WS_RECOVERY_WINDOW"]),

@@ -25,7 +25,8 @@ from .metrics import Metrics
 from .namespace import DashboardNamespace
 from .probes import Probes
 from .queue import DashboardRedisManager
-from .recovery import EventLog, Recovery
+from .recovery import EventLog, RedisEventLog, Recovery
+from .rooms import DashboardManager
 from .rooms import disconnect_room
 from .serving import BACKLOG, DeclineCompression, raise_open_files_limit, serve_eventlet, serve_gevent
 
@@ -154,7 +155,7 @@ class DashboardRealtime:
         state = DashboardState(settings=settings, socketio=socketio)
         state.guard.install()
         if settings.recovery:
-            log = EventLog(settings.recovery_window, settings.recovery_max_events)
+            log = _event_log(socketio.server.manager, settings)
             state.recovery = Recovery(socketio.server, settings.namespace, log)
         manager = socketio.server.manager
         if state.metrics is not None and isinstance(manager, DashboardRedisManager):
@@ -285,6 +286,18 @@ class DashboardRealtime:
         raise_open_files_limit()
         serve = serve_eventlet if mode == "eventlet" else serve_gevent
         serve(app, host, port, backlog, **kwargs)
+
+
+def _event_log(manager: Any, settings: Settings) -> EventLog | RedisEventLog:
+    """Where connection state recovery keeps each user's recent events: Redis with a Redis queue, else here."""
+    if isinstance(manager, DashboardRedisManager):
+        return RedisEventLog(manager, settings.recovery_window, settings.recovery_max_events)
+    if isinstance(manager, DashboardManager):
+        return EventLog(settings.recovery_window, settings.recovery_max_events)
+    raise ConfigError(
+        "DASHBOARD_WS_RECOVERY needs the extension's own client manager (no queue, or a Redis queue), got "
+        f"{type(manager).__name__}"
+    )
 
 
 def _socketio_for(app: Flask, socketio: SocketIO | None, settings: Settings) -> SocketIO:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,6 +54,29 @@ LISTEN_RETRY_MAX = 5.0
 
 # What the listener's own PINGs carry, so that their replies are told from anyone else's.
 PING_MESSAGE = "dashboard-ws"
+
+# Connection state recovery's publish: append the message to the user's stream, then drop the entries past
+# ARGV[2] or older than ARGV[3] ms with XDEL, which (unlike trimming) records the newest id dropped in the
+# stream's max-deleted-entry-id, where a resume looks; the key itself goes ARGV[3] ms after its last event.
+# Then publish it on the user's channel behind the entry's id, which becomes the event's offset.
+# KEYS: the stream, the channel.
+LOGGED_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+local doomed = {}
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)) do doomed[#doomed + 1] = entry[1] end
+end
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', tostring(oldest - 1), 'COUNT', 100)) do
+  doomed[#doomed + 1] = entry[1]
+end
+if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[1])
+return id
+"""
 
 
 class QueueUnavailable(DeliveryUnavailable):
@@ -117,24 +141,34 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
     # Publishing
 
     def _publish(self, data: Any) -> Any:
-        # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
-        # read JSON too): the server's JSON module once set up with one, else the standard library's.
-        message = getattr(self, "json", json).dumps(data)
-        channel = self.user_channel(data.get("room")) if self.per_user else None
-        started = time.perf_counter()
-        try:
-            receivers = self._publish_message(channel or self.channel, message)
-        except QueueUnavailable:
-            self._unreachable()
-            if self.metrics is not None:
-                self.metrics.publish_failures.inc()
-            raise
-        else:
-            self.unreachable_since = None
-            return receivers
-        finally:
-            if self.metrics is not None:
-                self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        channel = (self.user_channel(data.get("room")) if self.per_user else None) or self.channel
+        message = self._dumps(data)
+        return self._timed(channel, lambda client: self._publish_on(client, channel, message))
+
+    def _publish_on(self, client: Any, channel: str, message: str) -> Any:
+        return (client.spublish if self.sharded else client.publish)(channel, message)
+
+    def publish_logged(self, data: dict[str, Any], max_events: int, window: float) -> str:
+        """Publish an emit to a user's room and append it to that user's log (connection state recovery), in one
+        script: the offset (the log entry's id) comes first in the message, which this manager's listeners read."""
+        channel = self.user_channel(data["room"])
+        assert channel is not None
+        message = self._dumps(data)
+        keys = [self.log_key(data["room"]), channel]
+        offset = self._timed(
+            channel, lambda client: client.eval(LOGGED_PUBLISH, 2, *keys, message, max_events, int(window * 1000))
+        )
+        return offset.decode() if isinstance(offset, bytes) else offset
+
+    def log_key(self, room: str) -> str:
+        """The stream that logs ``room``'s recent events (connection state recovery)."""
+        return f"{self.channel}:log:{room}"
+
+    def client(self) -> Any:
+        """This manager's Redis client for commands (the publisher's), connected lazily."""
+        if self._publisher is None:
+            self._publisher = self._client(socket_timeout=self.timeout)
+        return self._publisher
 
     def user_channel(self, room: Any) -> str | None:
         """The channel of ``room`` if it is a user's room (``<channel>:user:<id>``), else None."""
@@ -142,16 +176,35 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             return f"{self.channel}:{room}"
         return None
 
-    def _publish_message(self, channel: str, message: str) -> Any:
+    def _dumps(self, data: Any) -> str:
+        # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
+        # read JSON too): the server's JSON module once set up with one, else the standard library's.
+        return str(getattr(self, "json", json).dumps(data))
+
+    def _timed(self, channel: str, command: Callable[[Any], Any]) -> Any:
+        """``command(client)`` with :meth:`_command`'s bounds, counted in the metrics and the outage time."""
+        started = time.perf_counter()
+        try:
+            result = self._command(channel, command)
+        except QueueUnavailable:
+            self._unreachable()
+            if self.metrics is not None:
+                self.metrics.publish_failures.inc()
+            raise
+        else:
+            self.unreachable_since = None
+            return result
+        finally:
+            if self.metrics is not None:
+                self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    def _command(self, channel: str, command: Callable[[Any], Any]) -> Any:
         error: Exception | None = None
         # A second attempt only after a quick failure: a pooled connection that Redis closed (it restarted)
         # fails once, and the client then connects anew. After a timeout, trying again would double the wait.
         for _attempt in range(2):
             try:
-                if self._publisher is None:
-                    self._publisher = self._client(socket_timeout=self.timeout)
-                publish = self._publisher.spublish if self.sharded else self._publisher.publish
-                return publish(channel, message)
+                return command(self.client())
             except Exception as exc:  # any failure of the queue, from the Redis client or the socket
                 error = exc
                 if self._is_timeout(exc):
@@ -234,7 +287,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 pinged.pop(name, None)
                 kind = message.get("type")
                 if kind == "message":
-                    yield message["data"]
+                    yield _with_offset(message["data"])
                 elif kind == "subscribe":
                     self._confirmed(message["channel"])
             now = time.monotonic()
@@ -453,6 +506,17 @@ def _import_redis() -> ModuleType:
     except ImportError:
         raise RuntimeError('a redis:// message queue needs the redis package: pip install "flask-dashboard-ws[redis]"') from None
     return redis
+
+
+def _with_offset(data: Any) -> Any:
+    """A logged publish's ``<offset> <message>`` (LOGGED_PUBLISH) as the message, with the offset as the emit's
+    last argument; anything else as it came (python-socketio's listener decodes it)."""
+    if not isinstance(data, bytes) or not data[:1].isdigit():
+        return data
+    offset, _, body = data.partition(b" ")
+    message = json.loads(body)
+    message["data"].append(offset.decode())
+    return message
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,12 +7,17 @@ came as the last argument of each event; its next CONNECT sends both with its ``
 issued to the same user, and whose offset nothing has been trimmed after, the missed events are sent in order,
 before any new one, and the reply carries the same ``pid``: the client sets ``socket.recovered``. In every
 other case, a ``pid`` of another user included, the connection is a new one with a new ``pid``, and the client
-re-fetches. The token decides the user, as always. The log lives in this process (one server process).
+re-fetches. The token decides the user, as always.
+
+Without a message queue the log is in the process (:class:`EventLog`). With Redis (:class:`RedisEventLog`) it
+is a stream per user, written by the same script that publishes the event, and a closed connection's ``pid``
+is a key that expires with the window: a tab that reconnects to another process recovers there too.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import secrets
 import threading
 import time
@@ -23,7 +28,36 @@ from typing import Any
 from socketio import packet
 
 from .log import logger
+from .queue import DashboardRedisManager, QueueUnavailable
 from .rooms import USER_ROOM_PREFIX
+
+# Connection state recovery's resume, atomic: KEYS are the closed connection's pid key and the room's stream;
+# ARGV the room and the client's offset ("" for none: the pid's own). Returns the stream's entries after the
+# offset if the pid was issued to that room and no entry after the offset has been trimmed, else false. The
+# pid is used up either way, unless it was another room's (it stays its owner's).
+RECOVER = """
+local record = redis.call('GET', KEYS[1])
+if not record then return false end
+local since, room = string.match(record, '^(%S+) (.*)$')
+if room ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+local base = ARGV[2] ~= '' and ARGV[2] or since
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local bms, bseq = parts(base)
+if not bms then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+local info = redis.call('XINFO', 'STREAM', KEYS[2])
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    local dms, dseq = parts(info[i + 1])
+    if dms and (dms > bms or (dms == bms and dseq > bseq)) then return false end
+  end
+end
+return redis.call('XRANGE', KEYS[2], '(' .. base, '+')
+"""
 
 
 @dataclass
@@ -53,7 +87,7 @@ class EventLog:
     _pids: dict[str, _Pid] = field(default_factory=dict)
     _last: tuple[int, int] = (0, 0)
 
-    def append(self, room: str, event: str, envelope: Any) -> _Entry:
+    def append(self, room: str, event: str, envelope: Any, namespace: str) -> _Entry:
         """Log an event to ``room``, with the arguments to send: the envelope, then its offset."""
         now = self.clock()
         offset = max((int(now * 1000), 0), (self._last[0], self._last[1] + 1))
@@ -106,37 +140,127 @@ class EventLog:
             del self._pids[pid]
 
 
+class RedisEventLog:
+    """Each user's recent events in a Redis stream, and closed connections' ``pid`` keys, through the manager."""
+
+    def __init__(self, manager: DashboardRedisManager, window: float, max_events: int) -> None:
+        self.manager = manager
+        self.window = window
+        self.max_events = max_events
+        self._open: dict[str, tuple[str, str | None]] = {}  # pid: its room, and the log's newest offset then
+
+    def append(self, room: str, event: str, envelope: Any, namespace: str) -> _Entry:
+        """Publish the event to ``room`` and log it, in one script (QueueUnavailable if Redis did not take it)."""
+        message = {"method": "emit", "event": event, "data": [envelope], "binary": False, "namespace": namespace,
+                   "room": room, "skip_sid": None, "callback": None, "host_id": self.manager.host_id}
+        offset = self.manager.publish_logged(message, self.max_events, self.window)
+        return _Entry(_parse(offset) or (0, 0), time.time(), event, (envelope, offset))
+
+    def issue(self, room: str) -> str:
+        pid = secrets.token_urlsafe(16)
+        self._open[pid] = (room, self._head(room))
+        return pid
+
+    def resumed(self, pid: str, room: str) -> None:
+        self._open[pid] = (room, self._head(room))
+
+    def missed(self, pid: Any, offset: Any, room: str) -> list[_Entry] | None:
+        if not isinstance(pid, str) or (offset is not None and _parse(offset) is None):
+            return None
+        keys = [self._pid_key(pid), self.manager.log_key(room)]
+        try:
+            found = self.manager.client().eval(RECOVER, 2, *keys, room, offset or "")
+        except Exception as exc:  # Redis is away: a new connection, and the client re-fetches
+            logger.warning("recovery_unavailable", queue=self.manager.where, error=f"{type(exc).__name__}: {exc}")
+            return None
+        if found is None:
+            return None
+        return [self._entry(entry_id, fields) for entry_id, fields in found]
+
+    def closed(self, pid: str) -> None:
+        """Its connection ended: keep the pid for ``window`` seconds, for any process to resume."""
+        room, since = self._open.pop(pid, (None, None))
+        if room is None or since is None:
+            return
+        try:
+            self.manager.client().set(self._pid_key(pid), f"{since} {room}", px=int(self.window * 1000))
+        except Exception as exc:  # the pid cannot be resumed: the client re-fetches
+            logger.warning("recovery_unavailable", queue=self.manager.where, error=f"{type(exc).__name__}: {exc}")
+
+    def _head(self, room: str) -> str | None:
+        """The newest offset in ``room``'s log ("0-0" for none), or None if Redis did not answer."""
+        try:
+            newest = self.manager.client().xrevrange(self.manager.log_key(room), count=1)
+        except Exception:  # this connection's pid will not be resumable
+            return None
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def _pid_key(self, pid: str) -> str:
+        return f"{self.manager.channel}:pid:{pid}"
+
+    @staticmethod
+    def _entry(entry_id: Any, fields: Any) -> _Entry:
+        offset = _text(entry_id)
+        message = json.loads(fields[b"m"] if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2]))[b"m"])
+        return _Entry(_parse(offset) or (0, 0), 0.0, message["event"], (message["data"][0], offset))
+
+
 class Recovery:
     """Wraps a Socket.IO server's manager ``emit`` and its packet sending: events to users are logged and carry
     their offset, a reconnecting socket's live events wait until its missed ones are out, and the CONNECT reply
     carries the ``pid``."""
 
-    def __init__(self, server: Any, namespace: str, log: EventLog) -> None:
+    def __init__(self, server: Any, namespace: str, log: EventLog | RedisEventLog) -> None:
         self.server = server
         self.namespace = namespace
         self.log = log
         self._lock = threading.RLock()  # one order for logging and sending, per process
         self._held: dict[str, list[_Entry]] = {}  # a reconnecting socket's live events, until its replay is out
         self._pids: dict[str, str] = {}  # sid: the pid of its connection
-        self._emit = server.manager.emit
+        manager = server.manager
+        self._emit = manager.emit
         self._send_packet = server._send_packet
-        server.manager.emit = self.emit
+        manager.emit = self.emit
         server._send_packet = self.send_packet
+        if isinstance(manager, DashboardRedisManager):  # what other processes publish comes through here
+            self._handle_emit = manager._handle_emit
+            manager._handle_emit = self.handle_emit
 
     def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None, skip_sid: Any = None,
              callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
         room = to or room
-        if namespace != self.namespace or not (isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)):
+        if namespace != self.namespace or not _is_user_room(room):
             return self._emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback,
                               **kwargs)
         with self._lock:
-            entry = self.log.append(room, event, data)
-            held = [sid for sid in self._held if sid in self.server.manager.rooms.get(namespace, {}).get(room, ())]
-            for sid in held:
-                self._held[sid].append(entry)
-            skip = ([] if skip_sid is None else list(skip_sid) if isinstance(skip_sid, list) else [skip_sid]) + held
-            return self._emit(event, entry.args, namespace=namespace, room=room, skip_sid=skip or None,
-                              callback=callback, **kwargs)
+            try:
+                entry = self.log.append(room, event, data, namespace)
+            except QueueUnavailable:  # as without recovery: this process's sockets get it, the caller is told
+                self._emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=True)
+                raise
+            held = self._hold_for(room, entry)
+            return self._emit(event, entry.args, namespace=namespace, room=room, skip_sid=_listed(skip_sid) + held,
+                              callback=callback, ignore_queue=True)
+
+    def handle_emit(self, message: dict[str, Any]) -> Any:
+        """An event another process published (with its offset, from the log): held sockets get it later."""
+        data, room = message.get("data"), message.get("room")
+        offset = _parse(data[-1]) if isinstance(data, list) and len(data) == 2 else None
+        if offset is None or message.get("namespace") != self.namespace or not _is_user_room(room):
+            return self._handle_emit(message)
+        with self._lock:
+            held = self._hold_for(room, _Entry(offset, 0.0, message["event"], (data[0], data[1])))
+            if held:
+                message = {**message, "skip_sid": _listed(message.get("skip_sid")) + held}
+            return self._handle_emit(message)
+
+    def _hold_for(self, room: str, entry: _Entry) -> list[str]:
+        """The held sockets in ``room``, each given ``entry`` to send later."""
+        members = self.server.manager.rooms.get(self.namespace, {}).get(room, ())
+        held = [sid for sid in self._held if sid in members]
+        for sid in held:
+            self._held[sid].append(entry)
+        return held
 
     def hold(self, sid: str) -> None:
         """Keep the live events of a connecting socket until :meth:`connected` has sent what it missed."""
@@ -152,11 +276,11 @@ class Recovery:
             missed = self.log.missed(pid, offset, room) if pid is not None else None
             sent = _parse(offset) if missed is not None and offset is not None else (0, 0)
             for entry in missed or ():
-                self._emit(entry.event, entry.args, namespace=self.namespace, room=sid)
+                self._emit(entry.event, entry.args, namespace=self.namespace, room=sid, ignore_queue=True)
                 sent = entry.offset
             for entry in self._held.pop(sid, ()):
                 if missed is None or entry.offset > sent:
-                    self._emit(entry.event, entry.args, namespace=self.namespace, room=sid)
+                    self._emit(entry.event, entry.args, namespace=self.namespace, room=sid, ignore_queue=True)
             if missed is not None:
                 self.log.resumed(pid, room)
             else:
@@ -180,6 +304,18 @@ class Recovery:
             if pid is not None:
                 pkt.data = {**pkt.data, "pid": pid}
         self._send_packet(eio_sid, pkt)
+
+
+def _is_user_room(room: Any) -> bool:
+    return isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)
+
+
+def _listed(skip_sid: Any) -> list[Any]:
+    return [] if skip_sid is None else list(skip_sid) if isinstance(skip_sid, list) else [skip_sid]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _parse(offset: Any) -> tuple[int, int] | None:

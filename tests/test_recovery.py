@@ -8,7 +8,7 @@ from flask import Flask
 from flask_jwt_extended import JWTManager
 
 from flask_dashboard_ws import ConfigError, DashboardRealtime
-from flask_dashboard_ws.recovery import EventLog
+from flask_dashboard_ws.recovery import EventLog, RedisEventLog
 
 
 class Clock:
@@ -26,7 +26,8 @@ def log_with_clock(window: float = 120.0, max_events: int = 100) -> tuple[EventL
 
 def test_each_event_gets_a_later_offset_sent_after_its_envelope():
     log, _ = log_with_clock()
-    entries = [log.append("user:a", "dashboard:error", {"n": n}) for n in range(3)]  # in the same millisecond
+    # three in the same millisecond
+    entries = [log.append("user:a", "dashboard:error", {"n": n}, "/dashboard") for n in range(3)]
     assert [entry.args[0] for entry in entries] == [{"n": 0}, {"n": 1}, {"n": 2}]
     offsets = [entry.args[1] for entry in entries]
     assert offsets == sorted(offsets, key=lambda o: tuple(map(int, o.split("-")))) and len(set(offsets)) == 3
@@ -35,9 +36,9 @@ def test_each_event_gets_a_later_offset_sent_after_its_envelope():
 def test_a_closed_connections_pid_resumes_once_with_the_events_after_its_offset():
     log, _ = log_with_clock()
     pid = log.issue("user:a")
-    first = log.append("user:a", "e", 1)
-    log.append("user:b", "e", "not hers")
-    second, third = log.append("user:a", "e", 2), log.append("user:a", "e", 3)
+    first = log.append("user:a", "e", 1, "/dashboard")
+    log.append("user:b", "e", "not hers", "/dashboard")
+    second, third = log.append("user:a", "e", 2, "/dashboard"), log.append("user:a", "e", 3, "/dashboard")
     assert log.missed(pid, first.args[1], "user:a") is None  # its connection is still open
     log.closed(pid)
     assert [entry.args for entry in log.missed(pid, first.args[1], "user:a")] == [second.args, third.args]
@@ -46,9 +47,9 @@ def test_a_closed_connections_pid_resumes_once_with_the_events_after_its_offset(
 
 def test_without_an_offset_the_events_since_the_pid_was_issued_are_missed():
     log, _ = log_with_clock()
-    log.append("user:a", "e", "before")
+    log.append("user:a", "e", "before", "/dashboard")
     pid = log.issue("user:a")
-    after = log.append("user:a", "e", "after")
+    after = log.append("user:a", "e", "after", "/dashboard")
     log.closed(pid)
     assert [entry.args for entry in log.missed(pid, None, "user:a")] == [after.args]
 
@@ -57,7 +58,7 @@ def test_without_an_offset_the_events_since_the_pid_was_issued_are_missed():
 def test_another_users_pid_or_a_bad_offset_recovers_nothing(pid_room, offset):
     log, _ = log_with_clock()
     pid = log.issue(pid_room)
-    log.append("user:a", "e", 1)
+    log.append("user:a", "e", 1, "/dashboard")
     log.closed(pid)
     assert log.missed(pid, offset, "user:a") is None
     assert log.missed("unknown", None, "user:a") is None
@@ -66,18 +67,18 @@ def test_another_users_pid_or_a_bad_offset_recovers_nothing(pid_room, offset):
 def test_once_an_event_after_the_offset_is_dropped_nothing_is_recovered():
     log, clock = log_with_clock(window=60.0, max_events=2)
     pid = log.issue("user:a")
-    seen = log.append("user:a", "e", 0)
+    seen = log.append("user:a", "e", 0, "/dashboard")
     log.closed(pid)
-    log.append("user:a", "e", 1)
-    log.append("user:a", "e", 2)  # the log keeps two: the first event after the offset is kept still
+    log.append("user:a", "e", 1, "/dashboard")
+    log.append("user:a", "e", 2, "/dashboard")  # the log keeps two: the first event after the offset is kept still
     assert log.missed(pid, seen.args[1], "user:a") is not None
     pid = log.issue("user:a")
     log.closed(pid)
-    log.append("user:a", "e", 3)  # now event 1 is dropped
+    log.append("user:a", "e", 3, "/dashboard")  # now event 1 is dropped
     assert log.missed(pid, seen.args[1], "user:a") is None
 
     pid = log.issue("user:a")
-    recent = log.append("user:a", "e", 4)
+    recent = log.append("user:a", "e", 4, "/dashboard")
     log.closed(pid)
     clock.now += 61  # past the window: the pid has expired, and so have the events
     assert log.missed(pid, recent.args[1], "user:a") is None
@@ -92,9 +93,15 @@ def recovery_app(**config) -> Flask:
     return app
 
 
-def test_recovery_needs_one_process_and_says_why():
-    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*DASHBOARD_WS_MESSAGE_QUEUE = None"):
-        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0")
+def test_recovery_needs_its_log_in_this_process_or_in_redis_and_says_why():
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*amqp://"):
+        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="amqp://guest@127.0.0.1//")
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*not a cluster"):
+        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis+cluster://127.0.0.1:7000")
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_QUEUE_CHANNELS = 'user'"):
+        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0", DASHBOARD_WS_QUEUE_CHANNELS="shared")
     with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY_MAX_EVENTS"):
         recovery_app(DASHBOARD_WS_RECOVERY_MAX_EVENTS=0)
-    assert recovery_app().extensions["dashboard_ws"].recovery is not None
+    assert isinstance(recovery_app().extensions["dashboard_ws"].recovery.log, EventLog)
+    on_redis = recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0")
+    assert isinstance(on_redis.extensions["dashboard_ws"].recovery.log, RedisEventLog)

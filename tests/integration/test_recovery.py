@@ -1,25 +1,37 @@
-"""Connection state recovery against a live server (``DASHBOARD_WS_RECOVERY``): the official socket.io-client
-reconnects after its transport dropped and gets the events it missed, in order and once, with
-``socket.recovered``; a ``pid`` sent by another user's connection recovers nothing (by hand, so that the
-CONNECT packet can carry any ``pid``)."""
+"""Connection state recovery against live servers (``DASHBOARD_WS_RECOVERY``), its log in the process or in
+Redis: the official socket.io-client reconnects after its transport dropped, to the same process or, behind
+nginx, to another one, and gets the events it missed, in order and once, with ``socket.recovered``; a ``pid``
+sent by another user's connection recovers nothing (by hand, so that the CONNECT packet can carry any ``pid``)."""
 
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import websocket
 
-from tests.live_server import LiveServer, new_user
+from tests.live_server import START_TIMEOUT, STOP_TIMEOUT, LiveServer, new_user
+from tests.nginx_conf import NGINX_CONF, NOT_INSTALLED, NginxProxy, nginx_binary, with_upstreams
 from tests.node_tabs import NodeTabs
+from tests.redis_server import free_port, private_channel
 
 pytestmark = [pytest.mark.live, pytest.mark.js]
 
 RECOVERY = {"DASHBOARD_WS_RECOVERY": True}
 WAIT = 30.0
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def recovery_config(request: pytest.FixtureRequest, shared_redis: str) -> dict[str, Any]:
+    """Recovery with its log in the process, and with a Redis queue (its log in Redis)."""
+    if request.param == "in-process":
+        return RECOVERY
+    return {**RECOVERY, "DASHBOARD_WS_MESSAGE_QUEUE": shared_redis, "DASHBOARD_WS_CHANNEL": private_channel()}
 
 
 def emit(server: LiveServer, token: str, code: str) -> str:
@@ -31,9 +43,9 @@ def events_after(tabs: NodeTabs, index: int, tab: int = 0) -> list[dict[str, Any
 
 
 def test_a_tab_that_reconnects_gets_what_it_missed_in_order_once_and_is_recovered(
-    start_servers: Callable[..., list[LiveServer]]
+    start_servers: Callable[..., list[LiveServer]], recovery_config: dict[str, Any]
 ) -> None:
-    [server] = start_servers(RECOVERY, 1)
+    [server] = start_servers(recovery_config, 1)
     token = server.token(new_user())
     tabs = NodeTabs(server.url, token, tabs=2)
     try:
@@ -63,8 +75,10 @@ def test_a_tab_that_reconnects_gets_what_it_missed_in_order_once_and_is_recovere
         tabs.close()
 
 
-def test_a_tab_that_missed_more_than_the_log_keeps_connects_as_new(start_servers: Callable[..., list[LiveServer]]) -> None:
-    [server] = start_servers({**RECOVERY, "DASHBOARD_WS_RECOVERY_MAX_EVENTS": 2}, 1)
+def test_a_tab_that_missed_more_than_the_log_keeps_connects_as_new(
+    start_servers: Callable[..., list[LiveServer]], recovery_config: dict[str, Any]
+) -> None:
+    [server] = start_servers({**recovery_config, "DASHBOARD_WS_RECOVERY_MAX_EVENTS": 2}, 1)
     token = server.token(new_user())
     tabs = NodeTabs(server.url, token)
     try:
@@ -97,8 +111,10 @@ def raw_connect(server: LiveServer, auth: dict[str, Any]) -> tuple[websocket.Web
     return ws, json.loads(frame.removeprefix("40/dashboard,")), before
 
 
-def test_another_users_pid_recovers_nothing_and_stays_its_owners(start_servers: Callable[..., list[LiveServer]]) -> None:
-    [server] = start_servers(RECOVERY, 1)
+def test_another_users_pid_recovers_nothing_and_stays_its_owners(
+    start_servers: Callable[..., list[LiveServer]], recovery_config: dict[str, Any]
+) -> None:
+    [server] = start_servers(recovery_config, 1)
     alice, bob = new_user(), new_user()
     alice_token, bob_token = server.token(alice), server.token(bob)
     alice_ws, alice_reply, _ = raw_connect(server, {"token": alice_token})
@@ -123,3 +139,47 @@ def test_another_users_pid_recovers_nothing_and_stays_its_owners(start_servers: 
         assert [json.loads(frame.removeprefix("42/dashboard,"))[1]["eventId"] for frame in replayed] == [missed]
     finally:
         alice_ws.close()
+
+
+def test_a_tab_recovers_on_another_process_after_a_drain(
+    start_servers: Callable[..., list[LiveServer]], async_mode: str, shared_redis: str, tmp_path: Path
+) -> None:
+    """A deploy behind nginx (B as A's backup): SIGTERM drains A, the tab reconnects to B by itself, and B
+    replays from the Redis log what was emitted to the user meanwhile, then sends what comes after."""
+    nginx = nginx_binary()
+    if nginx is None:
+        pytest.skip(NOT_INSTALLED)
+    config = {**RECOVERY, "DASHBOARD_WS_MESSAGE_QUEUE": shared_redis, "DASHBOARD_WS_CHANNEL": private_channel(),
+              "DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]},
+              "DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": 1.0,
+              "DASHBOARD_WS_METRICS_PATH": "/metrics"}
+    a, b = start_servers(config, 2, run=async_mode != "threading")
+    port, prefix = free_port(), tmp_path / "nginx"
+    upstreams = [a.url.removeprefix("http://"), b.url.removeprefix("http://") + " backup"]
+    conf = with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix)
+    sticky = conf.index("upstream dashboard_app_sticky {")
+    proxy = NginxProxy(conf[:sticky] + conf[sticky:].replace(" backup;", ";", 1), port, prefix)
+    token = b.token(new_user())
+    tabs: NodeTabs | None = None
+    try:
+        proxy.start(nginx, "/api/health", START_TIMEOUT)
+        tabs = NodeTabs(proxy.url, token)
+        tabs.wait_connected()
+        assert a.metric("dashboard_ws_sockets") == 1
+        first = emit(b, token, "BEFORE")
+        assert tabs.wait_kind("event", 0)["envelope"]["eventId"] == first
+
+        a.signal(signal.SIGTERM)
+        tabs.wait_kind("disconnect", 0, timeout=WAIT)
+        mark = len(tabs.drain())
+        missed = [emit(b, token, f"MISSED-{index}") for index in range(3)]
+        assert tabs.wait_kind("connect", 0, timeout=WAIT)["recovered"] is True
+        assert b.metric("dashboard_ws_sockets") == 1
+        after = emit(b, token, "AFTER")
+        tabs.wait_for(lambda seen: seen["kind"] == "event" and seen["envelope"]["eventId"] == after)
+        assert [seen["envelope"]["eventId"] for seen in events_after(tabs, mark)] == [*missed, after]
+        assert a.wait_exit(timeout=WAIT) == -signal.SIGTERM
+    finally:
+        if tabs is not None:
+            tabs.close()
+        proxy.stop(STOP_TIMEOUT)
