@@ -27,6 +27,7 @@ logs the failure and returns, so an emit cannot tell its caller that the event w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -77,6 +78,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[1])
 return id
 """
+LOGGED_PUBLISH_SHA = hashlib.sha1(LOGGED_PUBLISH.encode()).hexdigest()
 
 
 class QueueUnavailable(DeliveryUnavailable):
@@ -155,9 +157,8 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         assert channel is not None
         message = self._dumps(data)
         keys = [self.log_key(data["room"]), channel]
-        offset = self._timed(
-            channel, lambda client: client.eval(LOGGED_PUBLISH, 2, *keys, message, max_events, int(window * 1000))
-        )
+        args = (*keys, message, max_events, int(window * 1000))
+        offset = self._timed(channel, lambda client: _run_script(client, LOGGED_PUBLISH, LOGGED_PUBLISH_SHA, 2, args))
         return offset.decode() if isinstance(offset, bytes) else offset
 
     def log_key(self, room: str) -> str:
@@ -506,6 +507,14 @@ def _import_redis() -> ModuleType:
     except ImportError:
         raise RuntimeError('a redis:// message queue needs the redis package: pip install "flask-dashboard-ws[redis]"') from None
     return redis
+
+
+def _run_script(client: Any, script: str, sha: str, keys: int, args: tuple[Any, ...]) -> Any:
+    """EVALSHA, so that the script is not sent with every event; EVAL once Redis says it does not know it."""
+    try:
+        return client.evalsha(sha, keys, *args)
+    except _import_redis().exceptions.NoScriptError:
+        return client.eval(script, keys, *args)
 
 
 def _with_offset(data: Any) -> Any:
