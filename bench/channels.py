@@ -14,7 +14,6 @@ modes of ``DASHBOARD_WS_QUEUE_CHANNELS`` alternate over ``--rounds`` rounds, eac
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -28,6 +27,8 @@ from typing import Any
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import report  # noqa: E402
 
 from tests.live_server import LiveServer  # noqa: E402
 from tests.node_tabs import NodeTabs  # noqa: E402
@@ -121,11 +122,7 @@ def main() -> None:
                       for key in ("a_us_per_event", "b_us_per_event")} for mode in ("shared", "user")}
     results = {"when": datetime.now(timezone.utc).isoformat(), "args": vars(args) | {"out": None},
                "rounds": rounds, "median": summary}
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(text + "\n")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What every benchmark server and the harness share: the JWT secret, the event, tokens, limits, GC probe.
+"""What every benchmark server and the harness share: the JWT secret, the event, tokens, limits, GC probe, and
+how a benchmark reports its results.
 
 Import nothing heavy here: the eventlet/gevent servers import this module before they monkey patch.
 """
@@ -6,11 +7,13 @@ Import nothing heavy here: the eventlet/gevent servers import this module before
 from __future__ import annotations
 
 import gc
+import json
 import os
 import resource
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 # HS256, as flask-jwt-extended's default. 64 bytes: PyJWT warns about shorter keys for HS512.
@@ -19,6 +22,12 @@ JWT_ALGORITHM = "HS256"
 NAMESPACE = "/dashboard"
 EVENT = "dashboard:recentMocAdded"  # every benchmark emit is this event (UUID, URL and datetime validation)
 TITLE_PREFIX = "bench:"  # payload.title = "bench:<epoch ms of the emit's scheduled send time>"
+# The dashboard:summaryUpdated payload of the per-emit cost benchmarks (metrics_cost.py, recovery_cost.py).
+SUMMARY = {
+    "totalMocs": 3, "totalWishlistItems": 1,
+    "mocsByBuildStatus": {"ADDED": 1, "IN_PROGRESS": 1, "BUILT": 1},
+    "mocsByCoverageStatus": {"FULL_INVENTORY": 2, "PARTIAL_ORDERED": 1, "NONE": 0},
+}
 USER_PREFIX = "u"  # user i is "u<i>", the JWT's sub; its room is "user:u<i>"
 
 # Limits every server under test gets (see BENCHMARKS.md): eventlet's WSGI server accepts 1,024 simultaneous
@@ -158,3 +167,12 @@ def garbage_census(top: int = 30) -> dict[str, Any]:
 def announce(port: int) -> None:
     """The harness waits for this line on the server's standard output."""
     print(f"PORT {port}", flush=True)
+
+
+def report(results: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's results as JSON, and keep them in ``out``/results.json when it is given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(text + "\n")

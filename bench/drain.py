@@ -17,7 +17,6 @@ handshake rate raised, since every tab here comes from 127.0.0.1. Needs nginx, R
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import sys
@@ -31,6 +30,8 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import report  # noqa: E402
 
 from tests.live_server import LiveServer  # noqa: E402
 from tests.nginx_conf import NGINX_CONF, NginxProxy, nginx_binary, with_upstreams  # noqa: E402
@@ -132,11 +133,7 @@ def main() -> None:
             proxy.stop(30)
         a.stop()
         b.stop()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(text + "\n")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,8 @@ import structlog
 from flask import Flask
 from flask_jwt_extended import JWTManager
 
+from common import SUMMARY
 from flask_dashboard_ws import DashboardRealtime
-
-SUMMARY = {
-    "totalMocs": 3, "totalWishlistItems": 1,
-    "mocsByBuildStatus": {"ADDED": 1, "IN_PROGRESS": 1, "BUILT": 1},
-    "mocsByCoverageStatus": {"FULL_INVENTORY": 2, "PARTIAL_ORDERED": 1, "NONE": 0},
-}
 
 
 def app(metrics: bool) -> tuple[Flask, DashboardRealtime]:

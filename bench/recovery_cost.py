@@ -13,7 +13,6 @@ method cannot resolve. ``--users`` spreads the emits over that many users (one s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -27,15 +26,10 @@ from flask_jwt_extended import JWTManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import SUMMARY, report  # noqa: E402
+
 from flask_dashboard_ws import DashboardRealtime  # noqa: E402
 from tests.redis_server import SHARED_REDIS_URL  # noqa: E402
-
-SUMMARY = {
-    "totalMocs": 3, "totalWishlistItems": 1,
-    "mocsByBuildStatus": {"ADDED": 1, "IN_PROGRESS": 1, "BUILT": 1},
-    "mocsByCoverageStatus": {"FULL_INVENTORY": 2, "PARTIAL_ORDERED": 1, "NONE": 0},
-}
-
 
 def app(recovery: bool) -> tuple[Flask, DashboardRealtime]:
     flask_app = Flask(f"recovery-{recovery}-{uuid.uuid4().hex[:6]}")
@@ -89,11 +83,7 @@ def main() -> None:
         "added_by_recovery": summary(pairs(off, on, args.pairs, args.emits, args.users)),
         "a_a": summary(pairs(off, off_again, args.pairs, args.emits, args.users)),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(text + "\n")
+    report(results, args.out)
 
 
 if __name__ == "__main__":
