@@ -86,6 +86,7 @@ class EventLog:
     _trimmed: dict[str, tuple[int, int]] = field(default_factory=dict)  # the newest offset dropped, per room
     _pids: dict[str, _Pid] = field(default_factory=dict)
     _last: tuple[int, int] = (0, 0)
+    _swept: float = 0.0
 
     def append(self, room: str, event: str, envelope: Any, namespace: str) -> _Entry:
         """Log an event to ``room``, with the arguments to send: the envelope, then its offset."""
@@ -95,6 +96,8 @@ class EventLog:
         entry = _Entry(offset, now, event, (envelope, f"{offset[0]}-{offset[1]}"))
         self._entries.setdefault(room, collections.deque()).append(entry)
         self._trim(room, now)
+        if now - self._swept > self.window:
+            self._sweep(now)
         return entry
 
     def issue(self, room: str) -> str:
@@ -134,6 +137,14 @@ class EventLog:
             self._trimmed[room] = entries.popleft().offset
         if entries is not None and not entries:
             del self._entries[room]
+
+    def _sweep(self, now: float) -> None:
+        """Drop every room's events past the window, and expired pids, once a window: the log of users who get no
+        more events would otherwise stay."""
+        self._swept = now
+        for room in list(self._entries):
+            self._trim(room, now)
+        self._forget_expired(now)
 
     def _forget_expired(self, now: float) -> None:
         for pid in [pid for pid, record in self._pids.items() if record.expires is not None and record.expires < now]:

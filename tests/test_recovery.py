@@ -105,3 +105,11 @@ def test_recovery_needs_its_log_in_this_process_or_in_redis_and_says_why():
     assert isinstance(recovery_app().extensions["dashboard_ws"].recovery.log, EventLog)
     on_redis = recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0")
     assert isinstance(on_redis.extensions["dashboard_ws"].recovery.log, RedisEventLog)
+
+
+def test_the_events_of_users_who_get_no_more_are_dropped_once_past_the_window():
+    log, clock = log_with_clock(window=60.0)
+    log.append("user:quiet", "e", 1, "/dashboard")
+    clock.now += 61
+    log.append("user:busy", "e", 2, "/dashboard")  # the once-a-window sweep
+    assert "user:quiet" not in log._entries and list(log._entries) == ["user:busy"]
