@@ -22,8 +22,9 @@ _PLAIN_TYPES = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe"
 class Subscription:
     """The listener's subscriptions on one Redis (plain pub/sub) or on a Redis Cluster (sharded pub/sub)."""
 
-    def __init__(self, pubsub: Any, sharded: bool) -> None:
-        self.pubsub = pubsub
+    def __init__(self, client: Any, sharded: bool) -> None:
+        self.client = client  # a Redis or RedisCluster client of its own, closed with the subscription
+        self.pubsub = client.pubsub()
         self.sharded = sharded
 
     def subscribe(self, *channels: str) -> None:
@@ -72,10 +73,11 @@ class Subscription:
         self.connections()[name].ping(message)
 
     def close(self) -> None:
-        try:
-            self.pubsub.close()
-        except Exception:  # the connections are already gone
-            pass
+        for resource in (self.pubsub, self.client):
+            try:
+                resource.close()
+            except Exception:  # the connections are already gone
+                pass
 
 
 def _drained(name: str, pubsub: Any) -> Iterator[tuple[str, dict[str, Any]]]:

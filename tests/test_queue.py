@@ -488,13 +488,16 @@ def test_on_a_cluster_each_channel_is_heard_on_its_shard_and_emits_reach_it(redi
     manager.initialize()
     arrived: queue.Queue[Any] = queue.Queue()
 
-    def read() -> None:
+    users = [f"user-{index}" for index in range(6)]
+
+    def read() -> None:  # until the users' events are in: a listener read on would subscribe again once closed
         for message in manager._listen():
             arrived.put(json.loads(message))
+            if arrived.qsize() == len(users):
+                return
 
     threading.Thread(target=read, daemon=True).start()  # it confirms the subscriptions as they come
     client = redis.cluster.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
-    users = [f"user-{index}" for index in range(6)]
     channels = [f"{channel}:user:{user}" for user in users]
     try:
         for user in users:
