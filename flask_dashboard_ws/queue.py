@@ -120,7 +120,9 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         per_user: bool = True,
         health_interval: float = 5.0,
     ) -> None:
-        super().__init__(url, channel=channel, write_only=write_only, logger=logger)
+        # python-socketio 5.14 builds a redis-py client from the URL at once, and redis-py knows no "+cluster".
+        super().__init__(_without_cluster(url), channel=channel, write_only=write_only, logger=logger)
+        self.redis_url = url
         self.timeout = timeout
         self.sharded = urlsplit(url).scheme.endswith("+cluster")
         self.per_user = per_user
@@ -134,6 +136,8 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         self._user_channels: set[str] = set()
         self._unconfirmed: dict[str, Any] = {}
         self._channels_lock = threading.Lock()
+        # Called in the listener once it has subscribed (recovery's catch-up from the log after an outage).
+        self.on_subscribed: Callable[[], None] | None = None
         self.metrics: Any = None  # the app's Metrics, when it has some (set by init_app)
         # time.monotonic() of the first failure since Redis last answered (a publish or the listener), and of
         # the listener's first failure since it last subscribed: the unreachable gauge and readiness read them.
@@ -310,7 +314,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         Its client never reconnects by itself: redis-py would otherwise reconnect and subscribe again while
         raising the error, and a message published to that connection would be lost when it is replaced.
         """
-        subscription = Subscription(self._client(socket_timeout=None, reconnect=False).pubsub(), self.sharded)
+        subscription = Subscription(self._client(socket_timeout=None, reconnect=False), self.sharded)
         try:
             with self._channels_lock:
                 channels = {self.channel, *self._user_channels}
@@ -327,6 +331,8 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             raise
         self.unreachable_since = self.listener_down_since = None
         logger.info("queue_listening", queue=self.where, channel=self.channel, user_channels=len(channels) - 1)
+        if self.on_subscribed is not None:
+            self.on_subscribed()
         return subscription
 
     def _await_confirmations(self, subscription: Subscription, count: int) -> None:
@@ -432,9 +438,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         options = {"socket_connect_timeout": self.timeout, "socket_timeout": socket_timeout, "socket_keepalive": True,
                    "retry": retry}
         if self.sharded:
-            parts = urlsplit(self.redis_url)
-            url = urlunsplit(parts._replace(scheme=parts.scheme.removesuffix("+cluster")))
-            return redis.cluster.RedisCluster.from_url(url, **options)
+            return redis.cluster.RedisCluster.from_url(_without_cluster(self.redis_url), **options)
         return redis.Redis.from_url(self.redis_url, **options)
 
     def _is_timeout(self, exc: Exception) -> bool:
@@ -507,6 +511,12 @@ def _import_redis() -> ModuleType:
     except ImportError:
         raise RuntimeError('a redis:// message queue needs the redis package: pip install "flask-dashboard-ws[redis]"') from None
     return redis
+
+
+def _without_cluster(url: str) -> str:
+    """``url`` with ``redis+cluster`` or ``rediss+cluster`` as redis-py names them (``redis``, ``rediss``)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix("+cluster")))
 
 
 def _run_script(client: Any, script: str, sha: str, keys: int, args: tuple[Any, ...]) -> Any:

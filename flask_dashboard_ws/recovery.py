@@ -188,6 +188,21 @@ class RedisEventLog:
             return None
         return [self._entry(entry_id, fields) for entry_id, fields in found]
 
+    def opened_at(self, pid: str) -> tuple[int, int] | None:
+        """The log's newest offset when ``pid``'s connection opened (None if Redis did not say)."""
+        return _parse(self._open.get(pid, (None, None))[1])
+
+    def after(self, rooms: dict[str, tuple[int, int]]) -> dict[str, list[_Entry]]:
+        """Each room's logged events after its offset, read on a new connection: the listener's catch-up after
+        it subscribed again, when the pooled one may be as dead as the subscription was."""
+        client = self.manager._client(socket_timeout=self.manager.timeout)
+        try:
+            return {room: [self._entry(entry_id, fields) for entry_id, fields in
+                           client.xrange(self.manager.log_key(room), min=f"({offset[0]}-{offset[1]}", max="+")]
+                    for room, offset in rooms.items()}
+        finally:
+            client.close()
+
     def closed(self, pid: str) -> None:
         """Its connection ended: keep the pid for ``window`` seconds, for any process to resume."""
         room, since = self._open.pop(pid, (None, None))
@@ -228,6 +243,8 @@ class Recovery:
         self._lock = threading.RLock()  # one order for logging and sending, per process
         self._held: dict[str, list[_Entry]] = {}  # a reconnecting socket's live events, until its replay is out
         self._pids: dict[str, str] = {}  # sid: the pid of its connection
+        self._rooms: dict[str, str] = {}  # sid: its user's room
+        self._seen: dict[str, tuple[int, int]] = {}  # room with sockets here: the newest offset delivered here
         manager = server.manager
         self._emit = manager.emit
         self._send_packet = server._send_packet
@@ -236,6 +253,7 @@ class Recovery:
         if isinstance(manager, DashboardRedisManager):  # what other processes publish comes through here
             self._handle_emit = manager._handle_emit
             manager._handle_emit = self.handle_emit
+            manager.on_subscribed = self.catch_up
 
     def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None, skip_sid: Any = None,
              callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
@@ -250,6 +268,7 @@ class Recovery:
                 self._emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=True)
                 raise
             held = self._hold_for(room, entry)
+            self._delivered(room, entry.offset)
             return self._emit(event, entry.args, namespace=namespace, room=room, skip_sid=_listed(skip_sid) + held,
                               callback=callback, ignore_queue=True)
 
@@ -260,10 +279,41 @@ class Recovery:
         if offset is None or message.get("namespace") != self.namespace or not _is_user_room(room):
             return self._handle_emit(message)
         with self._lock:
+            if room in self._seen and offset <= self._seen[room]:
+                return None  # the listener's catch-up delivered it already
             held = self._hold_for(room, _Entry(offset, 0.0, message["event"], (data[0], data[1])))
-            if held:
-                message = {**message, "skip_sid": _listed(message.get("skip_sid")) + held}
+            self._delivered(room, offset)
+            # A tuple is two arguments to every python-socketio version (5.14 would send a list as one).
+            message = {**message, "data": (data[0], data[1]), "skip_sid": _listed(message.get("skip_sid")) + held}
             return self._handle_emit(message)
+
+    def catch_up(self) -> None:
+        """Once the listener has subscribed again after an outage: deliver, from the log, the events its users'
+        sockets here missed meanwhile, in order (the listener reads nothing else until this returns)."""
+        if not isinstance(self.log, RedisEventLog):
+            return
+        with self._lock:
+            rooms = dict(self._seen)
+        if not rooms:
+            return
+        try:
+            missed = self.log.after(rooms)
+        except Exception as exc:  # they stay missed; a tab that reconnects later still recovers them
+            logger.warning("catch_up_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            for room, entries in missed.items():
+                for entry in entries:
+                    if room in self._seen and entry.offset > self._seen[room]:
+                        held = self._hold_for(room, entry)
+                        self._emit(entry.event, entry.args, namespace=self.namespace, room=room, skip_sid=held or None,
+                                   ignore_queue=True)
+                        self._seen[room] = entry.offset
+        logger.info("queue_caught_up", rooms=len(rooms), events=sum(len(entries) for entries in missed.values()))
+
+    def _delivered(self, room: str, offset: tuple[int, int]) -> None:
+        if room in self._seen:
+            self._seen[room] = max(self._seen[room], offset)
 
     def _hold_for(self, room: str, entry: _Entry) -> list[str]:
         """The held sockets in ``room``, each given ``entry`` to send later."""
@@ -297,6 +347,9 @@ class Recovery:
             else:
                 pid = self.log.issue(room)
             self._pids[sid] = pid
+            self._rooms[sid] = room
+            if isinstance(self.log, RedisEventLog) and room not in self._seen:
+                self._seen[room] = self.log.opened_at(pid) or (0, 0)
         if missed is not None:
             logger.info("connection_recovered", sid=sid, replayed=len(missed))
         return missed is not None
@@ -307,6 +360,10 @@ class Recovery:
             pid = self._pids.pop(sid, None)
             if pid is not None:
                 self.log.closed(pid)
+            room = self._rooms.pop(sid, None)
+            # Called while the socket is still in its room: the last one leaves it now.
+            if room is not None and len(self.server.manager.rooms.get(self.namespace, {}).get(room, ())) <= 1:
+                self._seen.pop(room, None)
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """python-socketio's packet sending; the CONNECT reply of this namespace gets the connection's ``pid``."""

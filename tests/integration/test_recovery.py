@@ -18,7 +18,7 @@ import websocket
 from tests.live_server import START_TIMEOUT, STOP_TIMEOUT, LiveServer, new_user
 from tests.nginx_conf import NGINX_CONF, NOT_INSTALLED, NginxProxy, nginx_binary, with_upstreams
 from tests.node_tabs import NodeTabs
-from tests.redis_server import free_port, private_channel
+from tests.redis_server import BlackHoleProxy, free_port, private_channel
 
 pytestmark = [pytest.mark.live, pytest.mark.js]
 
@@ -183,3 +183,37 @@ def test_a_tab_recovers_on_another_process_after_a_drain(
         if tabs is not None:
             tabs.close()
         proxy.stop(STOP_TIMEOUT)
+
+
+def test_a_process_whose_subscription_went_silent_delivers_what_its_users_missed_from_the_log(
+    start_servers: Callable[..., list[LiveServer]], shared_redis: str
+) -> None:
+    """The process's Redis connections are black-holed (no reset) while another process emits to its user: once
+    its PING goes unanswered and it has subscribed again, it reads the user's log and sends what the tab missed,
+    in order and once, to the tab that never disconnected."""
+    channel = private_channel()
+    proxy = BlackHoleProxy(shared_redis)
+    tabs: NodeTabs | None = None
+    try:
+        base = {**RECOVERY, "DASHBOARD_WS_CHANNEL": channel}
+        [emitter] = start_servers({**base, "DASHBOARD_WS_MESSAGE_QUEUE": shared_redis}, 1)
+        [server] = start_servers({**base, "DASHBOARD_WS_MESSAGE_QUEUE": proxy.url,
+                                  "DASHBOARD_WS_QUEUE_HEALTH_INTERVAL": 1.0}, 1)
+        token = emitter.token(new_user())
+        tabs = NodeTabs(server.url, token)
+        tabs.wait_connected()
+        first = emit(emitter, token, "BEFORE")
+        assert tabs.wait_kind("event", 0)["envelope"]["eventId"] == first
+        mark, seen = server.log_mark(), len(tabs.drain())
+
+        proxy.black_hole()
+        missed = [emit(emitter, token, f"GAP-{index}") for index in range(3)]
+        server.wait_for_log(r"queue_caught_up .*events=3", since=mark)
+        after = emit(emitter, token, "AFTER")
+        tabs.wait_for(lambda observed: observed["kind"] == "event" and observed["envelope"]["eventId"] == after)
+        assert [observed["envelope"]["eventId"] for observed in events_after(tabs, seen)] == [*missed, after]
+        assert not [observed for observed in tabs.drain()[seen:] if observed["kind"] == "disconnect"]
+    finally:
+        if tabs is not None:
+            tabs.close()
+        proxy.close()
