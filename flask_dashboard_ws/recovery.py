@@ -197,11 +197,14 @@ class RedisEventLog:
         it subscribed again, when the pooled one may be as dead as the subscription was."""
         client = self.manager._client(socket_timeout=self.manager.timeout)
         try:
-            return {room: [self._entry(entry_id, fields) for entry_id, fields in
-                           client.xrange(self.manager.log_key(room), min=f"({offset[0]}-{offset[1]}", max="+")]
-                    for room, offset in rooms.items()}
+            pipeline = client.pipeline(transaction=False)  # one round trip for all the rooms
+            for room, offset in rooms.items():
+                pipeline.xrange(self.manager.log_key(room), min=f"({offset[0]}-{offset[1]}", max="+")
+            replies = pipeline.execute()
         finally:
             client.close()
+        return {room: [self._entry(entry_id, fields) for entry_id, fields in reply]
+                for room, reply in zip(rooms, replies)}
 
     def closed(self, pid: str) -> None:
         """Its connection ended: keep the pid for ``window`` seconds, for any process to resume."""
