@@ -42,6 +42,11 @@ _SECRETS = (
 )
 
 
+def describe(exc: BaseException) -> str:
+    """An exception for a log line's ``error`` field: its type and message."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def redact(text: str) -> str:
     """``text`` with every token, auth payload token, query-string token and Authorization/Cookie value hidden."""
     for pattern in _SECRETS:

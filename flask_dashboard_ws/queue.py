@@ -41,8 +41,8 @@ from socketio.pubsub_manager import PubSubManager
 
 from .config import Settings
 from .emitter import DeliveryUnavailable
-from .log import logger
-from .rooms import USER_ROOM_PREFIX, DashboardManager, RoomIndexMixin
+from .log import describe, logger
+from .rooms import DashboardManager, RoomIndexMixin, is_user_room
 from .subscriptions import Subscription
 
 # Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
@@ -177,9 +177,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
 
     def user_channel(self, room: Any) -> str | None:
         """The channel of ``room`` if it is a user's room (``<channel>:user:<id>``), else None."""
-        if isinstance(room, str) and room.startswith(USER_ROOM_PREFIX):
-            return f"{self.channel}:{room}"
-        return None
+        return f"{self.channel}:{room}" if is_user_room(room) else None
 
     def _dumps(self, data: Any) -> str:
         # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners
@@ -254,7 +252,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                 self._subscribe()
             except Exception as exc:  # Redis is down right now: the listener keeps trying
                 self._listener_failed()
-                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
+                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=describe(exc),
                                retry_in=0)
         PubSubManager.initialize(self)  # starts self._thread, which reads self._listen()
 
@@ -269,7 +267,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
             except Exception as exc:
                 self._close_listener()
                 self._listener_failed()
-                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=_describe(exc),
+                logger.warning("queue_listen_failed", queue=self.where, channel=self.channel, error=describe(exc),
                                retry_in=delay)
                 self.server.sleep(delay)
                 delay = min(delay * 2, LISTEN_RETRY_MAX)
@@ -381,7 +379,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
                         listener.subscribe(channel)
                     except Exception as exc:  # the listener sees the failure too, and subscribes again
                         del self._unconfirmed[channel]
-                        logger.warning("queue_subscribe_failed", queue=self.where, error=_describe(exc))
+                        logger.warning("queue_subscribe_failed", queue=self.where, error=describe(exc))
                         return
         if confirmed is not None and not confirmed.wait(self.timeout):
             logger.warning("queue_subscribe_slow", queue=self.where, timeout=self.timeout)
@@ -536,7 +534,3 @@ def _with_offset(data: Any) -> Any:
     message = json.loads(body)
     message["data"].append(offset.decode())
     return message
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -27,9 +27,9 @@ from typing import Any
 
 from socketio import packet
 
-from .log import logger
+from .log import describe, logger
 from .queue import DashboardRedisManager, QueueUnavailable
-from .rooms import USER_ROOM_PREFIX
+from .rooms import is_user_room
 
 # Connection state recovery's resume, atomic: KEYS are the closed connection's pid key and the room's stream;
 # ARGV the room and the client's offset ("" for none: the pid's own). Returns the stream's entries after the
@@ -182,7 +182,7 @@ class RedisEventLog:
         try:
             found = self.manager.client().eval(RECOVER, 2, *keys, room, offset or "")
         except Exception as exc:  # Redis is away: a new connection, and the client re-fetches
-            logger.warning("recovery_unavailable", queue=self.manager.where, error=f"{type(exc).__name__}: {exc}")
+            logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
             return None
         if found is None:
             return None
@@ -214,7 +214,7 @@ class RedisEventLog:
         try:
             self.manager.client().set(self._pid_key(pid), f"{since} {room}", px=int(self.window * 1000))
         except Exception as exc:  # the pid cannot be resumed: the client re-fetches
-            logger.warning("recovery_unavailable", queue=self.manager.where, error=f"{type(exc).__name__}: {exc}")
+            logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
 
     def _head(self, room: str) -> str | None:
         """The newest offset in ``room``'s log ("0-0" for none), or None if Redis did not answer."""
@@ -261,7 +261,7 @@ class Recovery:
     def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None, skip_sid: Any = None,
              callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
         room = to or room
-        if namespace != self.namespace or not _is_user_room(room):
+        if namespace != self.namespace or not is_user_room(room):
             return self._emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback,
                               **kwargs)
         with self._lock:
@@ -279,7 +279,7 @@ class Recovery:
         """An event another process published (with its offset, from the log): held sockets get it later."""
         data, room = message.get("data"), message.get("room")
         offset = _parse(data[-1]) if isinstance(data, list) and len(data) == 2 else None
-        if offset is None or message.get("namespace") != self.namespace or not _is_user_room(room):
+        if offset is None or message.get("namespace") != self.namespace or not is_user_room(room):
             return self._handle_emit(message)
         with self._lock:
             if room in self._seen and offset <= self._seen[room]:
@@ -302,7 +302,7 @@ class Recovery:
         try:
             missed = self.log.after(rooms)
         except Exception as exc:  # they stay missed; a tab that reconnects later still recovers them
-            logger.warning("catch_up_failed", error=f"{type(exc).__name__}: {exc}")
+            logger.warning("catch_up_failed", error=describe(exc))
             return
         with self._lock:
             for room, entries in missed.items():
@@ -375,10 +375,6 @@ class Recovery:
             if pid is not None:
                 pkt.data = {**pkt.data, "pid": pid}
         self._send_packet(eio_sid, pkt)
-
-
-def _is_user_room(room: Any) -> bool:
-    return isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)
 
 
 def _listed(skip_sid: Any) -> list[Any]:

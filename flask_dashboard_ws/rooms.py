@@ -30,6 +30,11 @@ def user_room(user_id: Any) -> str:
     return f"{USER_ROOM_PREFIX}{user_id_of(user_id)}"
 
 
+def is_user_room(room: Any) -> bool:
+    """Whether ``room`` is a user's room (as :func:`user_room` names them)."""
+    return isinstance(room, str) and room.startswith(USER_ROOM_PREFIX)
+
+
 def disconnect_room(manager: Any, room: str, namespace: str) -> None:
     """Disconnect every socket of this process that is in ``room`` (``disconnect_user``), with any manager."""
     for sid, _ in list(manager.get_participants(namespace, room)):
