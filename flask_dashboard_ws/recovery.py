@@ -96,8 +96,7 @@ class EventLog:
         entry = _Entry(offset, now, event, (envelope, f"{offset[0]}-{offset[1]}"))
         self._entries.setdefault(room, collections.deque()).append(entry)
         self._trim(room, now)
-        if now - self._swept > self.window:
-            self._sweep(now)
+        self._sweep(now)
         return entry
 
     def issue(self, room: str) -> str:
@@ -109,9 +108,8 @@ class EventLog:
         """The events after ``offset`` in ``room``'s log, if ``pid`` was issued to ``room`` and is still valid
         and nothing after the offset was trimmed; else None (a new connection)."""
         now = self.clock()
-        self._forget_expired(now)
         record = self._pids.get(pid) if isinstance(pid, str) else None
-        if record is None or record.room != room or record.expires is None:
+        if record is None or record.room != room or record.expires is None or record.expires < now:
             return None
         base = _parse(offset) if offset is not None else record.since
         if base is None:
@@ -127,26 +125,29 @@ class EventLog:
 
     def closed(self, pid: str) -> None:
         """Its connection ended: it may be resumed for ``window`` seconds."""
+        now = self.clock()
         record = self._pids.get(pid)
         if record is not None:
-            record.expires = self.clock() + self.window
+            record.expires = now + self.window
+        self._sweep(now)
 
     def _trim(self, room: str, now: float) -> None:
         entries = self._entries.get(room)
         while entries and (len(entries) > self.max_events or entries[0].when < now - self.window):
             self._trimmed[room] = entries.popleft().offset
         if entries is not None and not entries:
+            # All past the window: any pid still valid closed after them, so no resume needs the mark either.
             del self._entries[room]
+            self._trimmed.pop(room, None)
 
     def _sweep(self, now: float) -> None:
-        """Drop every room's events past the window, and expired pids, once a window: the log of users who get no
-        more events would otherwise stay."""
+        """Once a window, drop every room's events past it and the expired pids: the log of users who get no more
+        events, and the pids of tabs that never come back, would otherwise stay. A resume checks its own pid."""
+        if now - self._swept <= self.window:
+            return
         self._swept = now
         for room in list(self._entries):
             self._trim(room, now)
-        self._forget_expired(now)
-
-    def _forget_expired(self, now: float) -> None:
         for pid in [pid for pid, record in self._pids.items() if record.expires is not None and record.expires < now]:
             del self._pids[pid]
 

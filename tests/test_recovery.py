@@ -113,3 +113,13 @@ def test_the_events_of_users_who_get_no_more_are_dropped_once_past_the_window():
     clock.now += 61
     log.append("user:busy", "e", 2, "/dashboard")  # the once-a-window sweep
     assert "user:quiet" not in log._entries and list(log._entries) == ["user:busy"]
+
+
+def test_the_pids_of_tabs_that_never_come_back_are_dropped_once_past_the_window():
+    log, clock = log_with_clock(window=60.0)
+    gone = log.issue("user:a")
+    log.closed(gone)
+    clock.now += 61
+    assert log.missed(gone, None, "user:a") is None  # expired, whether swept or not
+    log.closed(log.issue("user:b"))  # a later disconnect sweeps
+    assert gone not in log._pids
