@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import logging
 import os
 import re
 import shutil
@@ -37,13 +36,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import structlog
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import log_warnings_to_stderr  # noqa: E402
 from tests.apigateway.aws_app import summary  # noqa: E402
-from tests.node_tabs import NodeTabs  # noqa: E402
 from tests.apigateway.emulator import (  # noqa: E402
     OFFLINE_CREDENTIALS,
     Dynalite,
@@ -51,6 +48,7 @@ from tests.apigateway.emulator import (  # noqa: E402
     create_connections_table,
     flask_environ,
 )
+from tests.node_tabs import NodeTabs  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
 
 SERVICE_DIR = REPO / "tests" / "apigateway" / "service"
@@ -161,9 +159,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    # The results go to standard output: the extension's log lines go to standard error, warnings only.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    log_warnings_to_stderr()
     os.environ.update(OFFLINE_CREDENTIALS)
     workdir = Path(tempfile.mkdtemp(prefix="bench-apigateway-"))
     dynalite = Dynalite(workdir)

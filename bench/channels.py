@@ -14,7 +14,6 @@ modes of ``DASHBOARD_WS_QUEUE_CHANNELS`` alternate over ``--rounds`` rounds, eac
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -24,11 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import report  # noqa: E402
+from common import log_warnings_to_stderr, report  # noqa: E402
 
 from tests.live_server import LiveServer  # noqa: E402
 from tests.node_tabs import NodeTabs  # noqa: E402
@@ -113,9 +110,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    # The emitter's log lines go to standard error, warnings only: the results go to standard output.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    log_warnings_to_stderr()
     workdir = Path(tempfile.mkdtemp(prefix="bench-channels-"))
     rounds = [one_round(mode, args, workdir) for _ in range(args.rounds) for mode in ("shared", "user")]
     summary = {mode: {key: statistics.median(r[key] for r in rounds if r["mode"] == mode)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import resource
 import sys
@@ -176,3 +177,11 @@ def report(results: dict[str, Any], out: Path | None) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(text + "\n")
+
+
+def log_warnings_to_stderr() -> None:
+    """The extension's log lines on standard error, warnings only: a benchmark's results go to standard output."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -13,20 +13,18 @@ method cannot resolve. ``--users`` spreads the emits over that many users (one s
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import structlog
 from flask import Flask
 from flask_jwt_extended import JWTManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import SUMMARY, report  # noqa: E402
+from common import SUMMARY, log_warnings_to_stderr, report  # noqa: E402
 
 from flask_dashboard_ws import DashboardRealtime  # noqa: E402
 from tests.redis_server import SHARED_REDIS_URL  # noqa: E402
@@ -71,8 +69,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    log_warnings_to_stderr()
     off, on, off_again = app(False), app(True), app(False)
     per_emit_us(*off, args.emits, args.users)  # warm-up: connections, script cache, imports
     per_emit_us(*on, args.emits, args.users)
