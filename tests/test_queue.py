@@ -321,6 +321,14 @@ def manager_without_thread(url: str, channel: str, **options: Any) -> tuple[Dash
     return manager, server, started
 
 
+def publish_once_heard(client: Any, channel: str, message: str) -> None:
+    """Publish ``message`` as soon as a listener has subscribed to ``channel`` again (PUBLISH counts who heard)."""
+    deadline = time.monotonic() + LISTEN_RETRY_MAX + DEADLINE
+    while client.publish(channel, message) == 0:
+        assert time.monotonic() < deadline, f"the listener did not subscribe to {channel} again"
+        time.sleep(0.05)  # polling for the condition, bounded by the deadline
+
+
 def read_until(messages: Iterator[Any], wanted: bytes) -> queue.Queue[Any]:
     """Read the listener's messages in a thread that ends once it has read ``wanted`` (the listener also
     yields this process's own messages, which python-socketio's listening thread skips)."""
@@ -372,11 +380,8 @@ def test_after_a_redis_restart_publishing_and_listening_resume(private_redis: Pr
     with capture_logs() as logs:
         received = read_until(messages, b"after the restart")
         publisher = redis.Redis.from_url(private_redis.url)
-        deadline = time.monotonic() + LISTEN_RETRY_MAX + DEADLINE
         try:
-            while publisher.publish(channel, "after the restart") == 0:
-                assert time.monotonic() < deadline, "the listener did not subscribe again"
-                time.sleep(0.05)  # polling for the condition, bounded by the deadline
+            publish_once_heard(publisher, channel, "after the restart")
             assert received.get(timeout=DEADLINE)
         finally:
             close_connections(manager)
@@ -464,10 +469,7 @@ def test_the_listener_subscribes_every_current_users_channel_again_after_an_outa
             private_redis.thaw()
         client = redis.Redis.from_url(private_redis.url, socket_timeout=DEADLINE)
         try:
-            deadline = time.monotonic() + LISTEN_RETRY_MAX + DEADLINE
-            while client.publish(f"{channel}:user:alice", "after the outage") == 0:
-                assert time.monotonic() < deadline, "the listener did not subscribe to the user's channel again"
-                time.sleep(0.05)  # polling for the condition, bounded by the deadline
+            publish_once_heard(client, f"{channel}:user:alice", "after the outage")
             assert received.get(timeout=DEADLINE)
         finally:
             close_connections(manager)
