@@ -46,6 +46,42 @@ def percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 3)
 
 
+def deploy_config(budget: float) -> dict[str, Any]:
+    """The settings of the deploy benchmarks: Redis, websocket only, metrics, the drain on SIGTERM within
+    ``budget``, and a per-address handshake rate that lets every tab come from 127.0.0.1."""
+    return {
+        "DASHBOARD_WS_MESSAGE_QUEUE": SHARED_REDIS_URL, "DASHBOARD_WS_CHANNEL": private_channel(),
+        "DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]},
+        "DASHBOARD_WS_METRICS_PATH": "/metrics",
+        "DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": budget,
+        "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 100_000.0,
+    }
+
+
+def behind_nginx(nginx: str, a: LiveServer, b: LiveServer, workdir: Path) -> NginxProxy:
+    """Start ``a`` and ``b`` and nginx in front of them with docs/nginx.conf, B as A's backup: every tab starts
+    on A, and goes to B once A refuses or is gone."""
+    a.start()
+    b.start()
+    port, prefix = free_port(), workdir / "nginx"
+    upstreams = [a.url.removeprefix("http://"), b.url.removeprefix("http://") + " backup"]
+    conf = with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix)
+    sticky = conf.index("upstream dashboard_app_sticky {")
+    proxy = NginxProxy(conf[:sticky] + conf[sticky:].replace(" backup;", ";", 1), port, prefix)
+    proxy.start(nginx, "/api/health", 60)
+    return proxy
+
+
+def stop_all(tabs: NodeTabs | None, proxy: NginxProxy | None, *servers: LiveServer) -> None:
+    """The tabs first (so that the servers see them leave), then nginx, then the servers."""
+    if tabs is not None:
+        tabs.close()
+    if proxy is not None:
+        proxy.stop(30)
+    for server in servers:
+        server.stop()
+
+
 def wait_for(tabs: NodeTabs, kind: str, count: int, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while len(tabs.kinds(kind)) < count:
@@ -67,27 +103,14 @@ def main() -> None:
     if nginx is None:
         raise SystemExit("nginx is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="bench-drain-"))
-    config = {
-        "DASHBOARD_WS_MESSAGE_QUEUE": SHARED_REDIS_URL, "DASHBOARD_WS_CHANNEL": private_channel(),
-        "DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]},
-        "DASHBOARD_WS_METRICS_PATH": "/metrics",
-        "DASHBOARD_WS_DRAIN_ON_SIGTERM": True, "DASHBOARD_WS_DRAIN_TIMEOUT": args.budget,
-        "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 100_000.0,
-    }
+    config = deploy_config(args.budget)
     a = LiveServer(args.mode, config, workdir / "a.log", run=True)
     b = LiveServer(args.mode, config, workdir / "b.log", run=True)
     proxy: NginxProxy | None = None
     tabs: NodeTabs | None = None
     results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(), "args": vars(args) | {"out": None}}
     try:
-        a.start()
-        b.start()
-        port, prefix = free_port(), workdir / "nginx"
-        upstreams = [a.url.removeprefix("http://"), b.url.removeprefix("http://") + " backup"]
-        conf = with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix)
-        sticky = conf.index("upstream dashboard_app_sticky {")
-        proxy = NginxProxy(conf[:sticky] + conf[sticky:].replace(" backup;", ";", 1), port, prefix)
-        proxy.start(nginx, "/api/health", 60)
+        proxy = behind_nginx(nginx, a, b, workdir)
         users = [f"bench-{index}" for index in range(args.users)]
         tokens = {user: a.token(user) for user in users}
         (workdir / "tokens").write_text("\n".join(tokens[user] for user in users), encoding="utf-8")
@@ -127,12 +150,7 @@ def main() -> None:
         expected = {(tab, sent[users[tab % args.users]]) for tab in range(args.tabs)}
         results["after"] = {"tabs_with_their_event": len(received & expected), "unexpected": len(received - expected)}
     finally:
-        if tabs is not None:
-            tabs.close()
-        if proxy is not None:
-            proxy.stop(30)
-        a.stop()
-        b.stop()
+        stop_all(tabs, proxy, a, b)
     report(results, args.out)
 
 

@@ -53,10 +53,7 @@ class DashboardNamespace(Namespace):
         if not self._session_open(sid):
             # It closed while the app's callbacks waited on I/O; python-socketio's disconnect then found the
             # socket still connecting and did nothing, so accepting it now would register it for good.
-            log.info("connect_abandoned", user_id=identity.user_id)
-            if metrics is not None:
-                metrics.connection_attempt("abandoned")
-            return False
+            return self._abandoned(log, metrics, identity)
         room = user_room(identity.user_id)
         sockets = self._sockets_in(room)
         if sockets >= state.settings.max_sockets_per_user:
@@ -67,9 +64,13 @@ class DashboardNamespace(Namespace):
                 "Too many connections", {"code": TOO_MANY_CONNECTIONS, "limit": state.settings.max_sockets_per_user}
             )
         if state.recovery is not None:
-            state.recovery.hold(sid)  # its live events wait until what it missed is out
+            state.recovery.hold(sid, room)  # its live events wait until what it missed is out
         join_room(room)
         recovered = state.recovery is not None and state.recovery.connected(sid, room, auth)
+        if not self._session_open(sid):  # it closed while the queue subscribed, or while it recovered
+            if state.recovery is not None:
+                state.recovery.disconnected(sid)
+            return self._abandoned(log, metrics, identity)  # python-socketio then takes it out of its room
         state.connections[sid] = identity
         state.collector.start()  # once per process, now that start-up is over
         if identity.expires_at is not None:
@@ -107,6 +108,13 @@ class DashboardNamespace(Namespace):
 
     def _eio_sid(self, sid: str) -> str | None:
         return self.server.manager.eio_sid_from_sid(sid, self.namespace)
+
+    @staticmethod
+    def _abandoned(log: Any, metrics: Any, identity: Any) -> bool:
+        log.info("connect_abandoned", user_id=identity.user_id)
+        if metrics is not None:
+            metrics.connection_attempt("abandoned")
+        return False
 
     def _session_open(self, sid: str) -> bool:
         """python-socketio drops a session's environ when the session closes."""

@@ -27,6 +27,7 @@ logs the failure and returns, so an emit cannot tell its caller that the event w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -55,6 +56,9 @@ LISTEN_RETRY_MAX = 5.0
 
 # What the listener's own PINGs carry, so that their replies are told from anyone else's.
 PING_MESSAGE = "dashboard-ws"
+# Connections one client (per Redis node) keeps for commands: emits, and recovery's reads and writes on connect
+# and disconnect. Past it, a command waits for a free one, within the queue's timeout.
+POOL_SIZE = 100
 
 # Connection state recovery's publish: append the message to the user's stream, then drop the entries past
 # ARGV[2] or older than ARGV[3] ms with XDEL, which (unlike trimming) records the newest id dropped in the
@@ -434,10 +438,17 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         # with no supported errors at all, it does not even do that.
         retry = redis.retry.Retry(no_backoff, 0) if reconnect else redis.retry.Retry(no_backoff, 0, supported_errors=())
         options = {"socket_connect_timeout": self.timeout, "socket_timeout": socket_timeout, "socket_keepalive": True,
-                   "retry": retry}
+                   "retry": retry, "max_connections": POOL_SIZE}
+        # A blocking pool: redis-py 8's default pool fails a command at once when all its connections are busy
+        # (thousands of sockets connecting at a deploy), and older ones open connections without a bound.
         if self.sharded:
-            return redis.cluster.RedisCluster.from_url(_without_cluster(self.redis_url), **options)
-        return redis.Redis.from_url(self.redis_url, **options)
+            pool_class = functools.partial(redis.BlockingConnectionPool, timeout=self.timeout)
+            return redis.cluster.RedisCluster.from_url(_without_cluster(self.redis_url), connection_pool_class=pool_class,
+                                                       **options)
+        client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            self.redis_url, timeout=self.timeout, **options))
+        client.auto_close_connection_pool = True  # close() closes the pool, as for a client from_url
+        return client
 
     def _is_timeout(self, exc: Exception) -> bool:
         return isinstance(exc, (TimeoutError, _import_redis().exceptions.TimeoutError))

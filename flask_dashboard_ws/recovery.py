@@ -32,9 +32,9 @@ from .queue import DashboardRedisManager, QueueUnavailable
 from .rooms import is_user_room
 
 # Connection state recovery's resume, atomic: KEYS are the closed connection's pid key and the room's stream;
-# ARGV the room and the client's offset ("" for none: the pid's own). Returns the stream's entries after the
-# offset if the pid was issued to that room and no entry after the offset has been trimmed, else false. The
-# pid is used up either way, unless it was another room's (it stays its owner's).
+# ARGV the room and the client's offset ("" for none: the pid's own). Returns the offset it resumed from and the
+# stream's entries after it if the pid was issued to that room and no entry after the offset has been trimmed,
+# else false. The pid is used up either way, unless it was another room's (it stays its owner's).
 RECOVER = """
 local record = redis.call('GET', KEYS[1])
 if not record then return false end
@@ -48,7 +48,7 @@ local function parts(id)
 end
 local bms, bseq = parts(base)
 if not bms then return false end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {base, {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[2])
 for i = 1, #info, 2 do
   if info[i] == 'max-deleted-entry-id' then
@@ -56,7 +56,7 @@ for i = 1, #info, 2 do
     if dms and (dms > bms or (dms == bms and dseq > bseq)) then return false end
   end
 end
-return redis.call('XRANGE', KEYS[2], '(' .. base, '+')
+return {base, redis.call('XRANGE', KEYS[2], '(' .. base, '+')}
 """
 
 
@@ -87,49 +87,53 @@ class EventLog:
     _pids: dict[str, _Pid] = field(default_factory=dict)
     _last: tuple[int, int] = (0, 0)
     _swept: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # emits and connects of several threads
 
     def append(self, room: str, event: str, envelope: Any, namespace: str) -> _Entry:
         """Log an event to ``room``, with the arguments to send: the envelope, then its offset."""
-        now = self.clock()
-        offset = max((int(now * 1000), 0), (self._last[0], self._last[1] + 1))
-        self._last = offset
-        entry = _Entry(offset, now, event, (envelope, f"{offset[0]}-{offset[1]}"))
-        self._entries.setdefault(room, collections.deque()).append(entry)
-        self._trim(room, now)
-        self._sweep(now)
-        return entry
+        with self._lock:
+            now = self.clock()
+            offset = max((int(now * 1000), 0), (self._last[0], self._last[1] + 1))
+            self._last = offset
+            entry = _Entry(offset, now, event, (envelope, f"{offset[0]}-{offset[1]}"))
+            self._entries.setdefault(room, collections.deque()).append(entry)
+            self._trim(room, now)
+            self._sweep(now)
+            return entry
 
     def issue(self, room: str) -> str:
         pid = secrets.token_urlsafe(16)
-        self._pids[pid] = _Pid(room, self._last)
+        with self._lock:
+            self._pids[pid] = _Pid(room, self._last)
         return pid
 
     def missed(self, pid: Any, offset: Any, room: str) -> list[_Entry] | None:
         """The events after ``offset`` in ``room``'s log, if ``pid`` was issued to ``room`` and is still valid
-        and nothing after the offset was trimmed; else None (a new connection)."""
-        now = self.clock()
-        record = self._pids.get(pid) if isinstance(pid, str) else None
-        if record is None or record.room != room or record.expires is None or record.expires < now:
-            return None
-        base = _parse(offset) if offset is not None else record.since
-        if base is None:
-            return None
-        self._trim(room, now)
-        if self._trimmed.get(room, (0, 0)) > base:
-            return None
-        del self._pids[pid]  # a pid resumes once: the connection that resumes it owns it now
-        return [entry for entry in self._entries.get(room, ()) if entry.offset > base]
-
-    def resumed(self, pid: str, room: str) -> None:
-        self._pids[pid] = _Pid(room, self._last)
+        and nothing after the offset was trimmed; else None (a new connection). A pid resumes once: the new
+        connection owns it from then on."""
+        with self._lock:
+            now = self.clock()
+            record = self._pids.get(pid) if isinstance(pid, str) else None
+            if record is None or record.room != room or record.expires is None or record.expires < now:
+                return None
+            base = _parse(offset) if offset is not None else record.since
+            if base is None:
+                return None
+            self._trim(room, now)
+            if self._trimmed.get(room, (0, 0)) > base:
+                return None
+            missed = [entry for entry in self._entries.get(room, ()) if entry.offset > base]
+            self._pids[pid] = _Pid(room, missed[-1].offset if missed else base)
+            return missed
 
     def closed(self, pid: str) -> None:
         """Its connection ended: it may be resumed for ``window`` seconds."""
-        now = self.clock()
-        record = self._pids.get(pid)
-        if record is not None:
-            record.expires = now + self.window
-        self._sweep(now)
+        with self._lock:
+            now = self.clock()
+            record = self._pids.get(pid)
+            if record is not None:
+                record.expires = now + self.window
+            self._sweep(now)
 
     def _trim(self, room: str, now: float) -> None:
         entries = self._entries.get(room)
@@ -173,9 +177,6 @@ class RedisEventLog:
         self._open[pid] = (room, self._head(room))
         return pid
 
-    def resumed(self, pid: str, room: str) -> None:
-        self._open[pid] = (room, self._head(room))
-
     def missed(self, pid: Any, offset: Any, room: str) -> list[_Entry] | None:
         if not isinstance(pid, str) or (offset is not None and _parse(offset) is None):
             return None
@@ -187,7 +188,10 @@ class RedisEventLog:
             return None
         if found is None:
             return None
-        return [self._entry(entry_id, fields) for entry_id, fields in found]
+        base, entries = found
+        missed = [self._entry(entry_id, fields) for entry_id, fields in entries]
+        self._open[pid] = (room, missed[-1].args[1] if missed else _text(base))  # the new connection's now
+        return missed
 
     def opened_at(self, pid: str) -> tuple[int, int] | None:
         """The log's newest offset when ``pid``'s connection opened (None if Redis did not say)."""
@@ -245,10 +249,14 @@ class Recovery:
         self.namespace = namespace
         self.log = log
         self._lock = threading.RLock()  # one order for logging and sending, per process
-        self._held: dict[str, list[_Entry]] = {}  # a reconnecting socket's live events, until its replay is out
+        # Per room, by sid: a connecting socket's live events, until what it missed is out.
+        self._held: dict[str, dict[str, list[_Entry]]] = {}
         self._pids: dict[str, str] = {}  # sid: the pid of its connection
         self._rooms: dict[str, str] = {}  # sid: its user's room
         self._seen: dict[str, tuple[int, int]] = {}  # room with sockets here: the newest offset delivered here
+        # Per room, by sid: a socket whose replay read the log ahead of this process's listener, and the newest
+        # offset it was sent, until the listener's live events pass it (they would send it the same events again).
+        self._replayed: dict[str, dict[str, tuple[int, int]]] = {}
         manager = server.manager
         self._emit = manager.emit
         self._send_packet = server._send_packet
@@ -287,8 +295,9 @@ class Recovery:
                 return None  # the listener's catch-up delivered it already
             held = self._hold_for(room, _Entry(offset, 0.0, message["event"], (data[0], data[1])))
             self._delivered(room, offset)
+            skip = _listed(message.get("skip_sid")) + held + self._replayed_past(room, offset)
             # A tuple is two arguments to every python-socketio version (5.14 would send a list as one).
-            message = {**message, "data": (data[0], data[1]), "skip_sid": _listed(message.get("skip_sid")) + held}
+            message = {**message, "data": (data[0], data[1]), "skip_sid": skip}
             return self._handle_emit(message)
 
     def catch_up(self) -> None:
@@ -309,8 +318,8 @@ class Recovery:
             for room, entries in missed.items():
                 for entry in entries:
                     if room in self._seen and entry.offset > self._seen[room]:
-                        held = self._hold_for(room, entry)
-                        self._emit(entry.event, entry.args, namespace=self.namespace, room=room, skip_sid=held or None,
+                        skip = self._hold_for(room, entry) + self._replayed_past(room, entry.offset)
+                        self._emit(entry.event, entry.args, namespace=self.namespace, room=room, skip_sid=skip or None,
                                    ignore_queue=True)
                         self._seen[room] = entry.offset
         logger.info("queue_caught_up", rooms=len(rooms), events=sum(len(entries) for entries in missed.values()))
@@ -319,37 +328,50 @@ class Recovery:
         if room in self._seen:
             self._seen[room] = max(self._seen[room], offset)
 
-    def _hold_for(self, room: str, entry: _Entry) -> list[str]:
-        """The held sockets in ``room``, each given ``entry`` to send later."""
-        members = self.server.manager.rooms.get(self.namespace, {}).get(room, ())
-        held = [sid for sid in self._held if sid in members]
-        for sid in held:
-            self._held[sid].append(entry)
-        return held
+    def _replayed_past(self, room: str, offset: tuple[int, int]) -> list[str]:
+        """The sockets in ``room`` whose replay already sent ``offset``; the others' replays are behind it."""
+        replayed = self._replayed.get(room)
+        if not replayed:
+            return []
+        for sid in [sid for sid, sent in replayed.items() if offset > sent]:
+            del replayed[sid]
+        if not replayed:
+            del self._replayed[room]
+        return list(replayed)
 
-    def hold(self, sid: str) -> None:
-        """Keep the live events of a connecting socket until :meth:`connected` has sent what it missed."""
+    def _hold_for(self, room: str, entry: _Entry) -> list[str]:
+        """The held sockets of ``room``, each given ``entry`` to send later."""
+        held = self._held.get(room, {})
+        for entries in held.values():
+            entries.append(entry)
+        return list(held)
+
+    def hold(self, sid: str, room: str) -> None:
+        """Keep the live events to ``room`` for a connecting socket until :meth:`connected` has sent what it
+        missed (call it before the socket joins the room)."""
         with self._lock:
-            self._held[sid] = []
+            self._held.setdefault(room, {})[sid] = []
 
     def connected(self, sid: str, room: str, auth: Any) -> bool:
         """Replay what the socket missed if its ``pid`` and offset allow it, then what was held; set the ``pid``
         of the CONNECT reply. Whether the connection was recovered."""
         pid = auth.get("pid") if isinstance(auth, dict) else None
         offset = auth.get("offset") if isinstance(auth, dict) else None
+        # Outside the lock: with Redis these are round trips, which the listener and the other connects must not
+        # wait on. This socket's live events are held meanwhile, and those the replay also has are dropped.
+        missed = self.log.missed(pid, offset, room) if pid is not None else None
+        if missed is None:
+            pid = self.log.issue(room)
         with self._lock:
-            missed = self.log.missed(pid, offset, room) if pid is not None else None
             sent = _parse(offset) if missed is not None and offset is not None else (0, 0)
             for entry in missed or ():
                 self._emit(entry.event, entry.args, namespace=self.namespace, room=sid, ignore_queue=True)
                 sent = entry.offset
-            for entry in self._held.pop(sid, ()):
+            if missed and isinstance(self.log, RedisEventLog):
+                self._replayed.setdefault(room, {})[sid] = sent
+            for entry in _pop(self._held, room, sid) or ():
                 if missed is None or entry.offset > sent:
                     self._emit(entry.event, entry.args, namespace=self.namespace, room=sid, ignore_queue=True)
-            if missed is not None:
-                self.log.resumed(pid, room)
-            else:
-                pid = self.log.issue(room)
             self._pids[sid] = pid
             self._rooms[sid] = room
             if isinstance(self.log, RedisEventLog) and room not in self._seen:
@@ -360,14 +382,15 @@ class Recovery:
 
     def disconnected(self, sid: str) -> None:
         with self._lock:
-            self._held.pop(sid, None)
             pid = self._pids.pop(sid, None)
-            if pid is not None:
-                self.log.closed(pid)
             room = self._rooms.pop(sid, None)
+            if room is not None:
+                _pop(self._replayed, room, sid)
             # Called while the socket is still in its room: the last one leaves it now.
             if room is not None and len(self.server.manager.rooms.get(self.namespace, {}).get(room, ())) <= 1:
                 self._seen.pop(room, None)
+        if pid is not None:
+            self.log.closed(pid)  # a round trip with Redis: outside the lock, as in connected()
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """python-socketio's packet sending; the CONNECT reply of this namespace gets the connection's ``pid``."""
@@ -376,6 +399,17 @@ class Recovery:
             if pid is not None:
                 pkt.data = {**pkt.data, "pid": pid}
         self._send_packet(eio_sid, pkt)
+
+
+def _pop(by_room: dict[str, dict[str, Any]], room: str, sid: str) -> Any:
+    """``by_room[room][sid]``, taken out, and the room with it once empty; None if absent."""
+    sids = by_room.get(room)
+    if sids is None:
+        return None
+    value = sids.pop(sid, None)
+    if not sids:
+        del by_room[room]
+    return value
 
 
 def _listed(skip_sid: Any) -> list[Any]:

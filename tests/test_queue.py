@@ -24,6 +24,7 @@ from flask_jwt_extended import JWTManager
 from flask_socketio import SocketIO
 from structlog.testing import capture_logs
 
+import flask_dashboard_ws.queue
 from flask_dashboard_ws import ConfigError, DashboardRealtime, QueueUnavailable
 from flask_dashboard_ws.config import load_settings
 from flask_dashboard_ws.queue import LISTEN_RETRY_MAX, DashboardRedisManager, redacted
@@ -226,6 +227,28 @@ def test_a_queue_that_never_answers_fails_the_emit_after_the_timeout():
             DashboardRealtime().emit_error("alice", "X", "m")
         elapsed = time.monotonic() - started
     assert 0.25 <= elapsed < 0.6 + 0.5, elapsed  # one timeout: no second attempt after a timeout
+
+
+def test_commands_past_the_pool_wait_for_a_connection_instead_of_failing(shared_redis: str, monkeypatch):
+    """More concurrent commands than the pool holds (sockets connecting at a deploy, emits of many requests)
+    queue for a connection within the timeout; redis-py 8's own pool would fail them at once."""
+    monkeypatch.setattr(flask_dashboard_ws.queue, "POOL_SIZE", 2)
+    manager = DashboardRedisManager(shared_redis, channel=private_channel(), timeout=10.0)
+    results: queue.Queue[Any] = queue.Queue()
+
+    def hold_a_connection() -> None:
+        try:
+            results.put(manager.client().blpop(f"{manager.channel}:nothing", timeout=0.3))
+        except Exception as exc:
+            results.put(exc)
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=DEADLINE)
+    assert [results.get_nowait() for _ in threads] == [None] * 6
+    manager.client().close()
 
 
 def test_deferred_emits_are_logged_as_dropped_and_the_response_is_kept(harness, monkeypatch):

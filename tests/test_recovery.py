@@ -3,12 +3,19 @@ integration/test_recovery.py, with the official client)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+from unittest.mock import ANY
+
+import flask_socketio.test_client
 import pytest
 from flask import Flask
 from flask_jwt_extended import JWTManager
 
 from flask_dashboard_ws import ConfigError, DashboardRealtime
 from flask_dashboard_ws.recovery import EventLog, RedisEventLog
+from tests.conftest import NS
+from tests.redis_server import private_channel
 
 
 class Clock:
@@ -123,3 +130,39 @@ def test_the_pids_of_tabs_that_never_come_back_are_dropped_once_past_the_window(
     assert log.missed(gone, None, "user:a") is None  # expired, whether swept or not
     log.closed(log.issue("user:b"))  # a later disconnect sweeps
     assert gone not in log._pids
+
+
+def test_an_event_the_replay_sent_before_the_listener_heard_it_is_not_sent_again(make_app, shared_redis, monkeypatch):
+    """On a busy process the reconnecting socket's replay can read the log ahead of the process's own listener:
+    the listener's later delivery of the same offsets must skip that socket, and it gets what follows."""
+    h = make_app(DASHBOARD_WS_RECOVERY=True, DASHBOARD_WS_MESSAGE_QUEUE=shared_redis,
+                 DASHBOARD_WS_CHANNEL=private_channel())
+    recovery, manager = h.state.recovery, h.socketio.server.manager
+    # No listener: this test hands the process what its listener would hear, when it chooses (Flask-SocketIO's
+    # test client, which would start one, refuses a message queue for want of a listener of its own).
+    monkeypatch.setattr(manager, "initialize", lambda: None)
+    monkeypatch.setattr(flask_socketio.test_client, "PubSubManager", type("NoQueue", (), {}))
+    room = "user:alice"
+
+    def logged(code: str) -> dict:
+        """An event in alice's log that no listener has heard (XADD only, as if its PUBLISH were still on its way)."""
+        message = {"method": "emit", "event": "dashboard:error", "data": [{"code": code}], "namespace": NS,
+                   "room": room, "skip_sid": None, "callback": None, "host_id": "another-process"}
+        offset = manager.client().xadd(manager.log_key(room), {"m": json.dumps(message)}).decode()
+        return {**message, "data": [{"code": code}, offset]}
+
+    other_tab = h.client(h.token())  # alice's tab that stays: this process hears her channel throughout
+    pid = recovery.log.issue(room)
+    recovery.log.closed(pid)  # another tab of alice's closed its connection: its pid may be resumed
+    missed = logged("MISSED")
+    client = h.client(auth={"token": h.token(), "pid": pid})
+    assert [args[0]["code"] for _, args in raw_received(client)] == ["MISSED"]  # the replay
+
+    recovery.handle_emit(missed)  # the listener hears it now
+    recovery.handle_emit(logged("NEXT"))
+    assert [(args[0]["code"], args[1]) for _, args in raw_received(client)] == [("NEXT", ANY)]
+    assert [args[0]["code"] for _, args in raw_received(other_tab)] == ["MISSED", "NEXT"]
+
+
+def raw_received(client: Any) -> list[tuple[str, list[Any]]]:
+    return [(packet["name"], packet["args"]) for packet in client.get_received(NS)]
