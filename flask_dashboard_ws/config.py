@@ -20,6 +20,10 @@ ASYNC_MODES = ("threading", "eventlet", "gevent", "gevent_uwsgi")
 # Where an emit to a user is published on a Redis queue: that user's channel, or the one channel of all.
 QUEUE_CHANNELS = ("user", "shared")
 
+# Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
+# The "+cluster" ones name a node of a Redis Cluster, whose sharded pub/sub the manager then uses.
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+
 DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_NAMESPACE": "/dashboard",
     "DASHBOARD_WS_CORS_ALLOWED_ORIGINS": None,
@@ -188,7 +192,7 @@ def load_settings(app: Flask) -> Settings:
         async_mode=_async_mode(config["DASHBOARD_WS_ASYNC_MODE"]),
         defer_in_request=_boolean("DASHBOARD_WS_DEFER_IN_REQUEST", config["DASHBOARD_WS_DEFER_IN_REQUEST"]),
         socketio_options=_socketio_options(config["DASHBOARD_WS_SOCKETIO_OPTIONS"]),
-        channel=_channel(config["DASHBOARD_WS_CHANNEL"]),
+        channel=_channel(config["DASHBOARD_WS_CHANNEL"], config["DASHBOARD_WS_MESSAGE_QUEUE"]),
         queue_timeout=_seconds("DASHBOARD_WS_QUEUE_TIMEOUT", config["DASHBOARD_WS_QUEUE_TIMEOUT"]),
         queue_channels=_choice("DASHBOARD_WS_QUEUE_CHANNELS", config["DASHBOARD_WS_QUEUE_CHANNELS"], QUEUE_CHANNELS),
         queue_health_interval=_seconds(
@@ -220,10 +224,10 @@ def _recovery(config: dict[str, Any]) -> dict[str, Any]:
     if recovery and config["DASHBOARD_WS_BACKEND"] != "socketio":
         raise ConfigError("DASHBOARD_WS_RECOVERY needs DASHBOARD_WS_BACKEND = 'socketio': API Gateway has no replay")
     queue = config["DASHBOARD_WS_MESSAGE_QUEUE"]
-    if recovery and queue is not None and urlsplit(str(queue)).scheme not in ("redis", "rediss"):
+    if recovery and queue is not None and urlsplit(str(queue)).scheme not in REDIS_SCHEMES:
         raise ConfigError(
             "DASHBOARD_WS_RECOVERY keeps each user's recent events in this process, or in Redis with a Redis queue "
-            f"(redis:// or rediss://; not a cluster yet): it cannot with DASHBOARD_WS_MESSAGE_QUEUE = {queue!r}"
+            f"(redis://, rediss://, or a cluster's): it cannot with DASHBOARD_WS_MESSAGE_QUEUE = {queue!r}"
         )
     if recovery and queue is not None and config["DASHBOARD_WS_QUEUE_CHANNELS"] != "user":
         raise ConfigError("DASHBOARD_WS_RECOVERY with a Redis queue needs DASHBOARD_WS_QUEUE_CHANNELS = 'user'")
@@ -387,10 +391,15 @@ def _message_queue(value: Any) -> str | None:
     return value
 
 
-def _channel(value: Any) -> str:
+def _channel(value: Any, queue: Any) -> str:
     key = "DASHBOARD_WS_CHANNEL"
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} must be a non-empty string, the same in every process, got {value!r}")
+    if isinstance(queue, str) and urlsplit(queue).scheme.endswith("+cluster") and ("{" in value or "}" in value):
+        raise ConfigError(
+            f"{key} cannot hold braces on a Redis Cluster: each user's channel and log are named "
+            f"'<channel>:{{user:<id>}}' so that they share a hash slot, got {value!r}"
+        )
     return value
 
 

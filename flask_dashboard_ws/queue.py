@@ -7,7 +7,7 @@ logs the failure and returns, so an emit cannot tell its caller that the event w
 :class:`DashboardRedisManager` is that manager with these changes, and the same message format and host ids:
 
 * Per-user channels (``DASHBOARD_WS_QUEUE_CHANNELS = "user"``, the default): an event or a ``close_room`` for a
-  user's room is published on that user's channel, ``<channel>:user:<id>``, and each process subscribes to the
+  user's room is published on that user's channel, ``<channel>:{user:<id>}``, and each process subscribes to the
   channels of the users who have a socket in it: on the first one, confirmed by Redis before the connection
   is acknowledged, and unsubscribes after the last. A process then reads only its own users' events. Every
   process also reads the shared channel, where the rest goes (disconnects by sid, callbacks) and where
@@ -40,15 +40,11 @@ from urllib.parse import urlsplit, urlunsplit
 import socketio
 from socketio.pubsub_manager import PubSubManager
 
-from .config import Settings
+from .config import REDIS_SCHEMES, Settings
 from .emitter import DeliveryUnavailable
 from .log import describe, logger
 from .rooms import DashboardManager, RoomIndexMixin, is_user_room
 from .subscriptions import Subscription
-
-# Flask-SocketIO hands these URLs to python-socketio's RedisManager; any other queue is left to Flask-SocketIO.
-# The "+cluster" ones name a node of a Redis Cluster, whose sharded pub/sub the manager then uses.
-REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 # The listener's waits between attempts to subscribe again: the first, doubled up to the last.
 LISTEN_RETRY_FIRST = 0.5
@@ -63,7 +59,8 @@ POOL_SIZE = 100
 # Connection state recovery's publish: append the message to the user's stream, then drop the entries past
 # ARGV[2] or older than ARGV[3] ms with XDEL, which (unlike trimming) records the newest id dropped in the
 # stream's max-deleted-entry-id, where a resume looks; the key itself goes ARGV[3] ms after its last event.
-# Then publish it on the user's channel behind the entry's id, which becomes the event's offset.
+# Then publish it on the user's channel (ARGV[4]: PUBLISH, or SPUBLISH on a cluster) behind the entry's id,
+# which becomes the event's offset.
 # KEYS: the stream, the channel.
 LOGGED_PUBLISH = """
 local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
@@ -79,7 +76,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', tostring(oldest - 1), 
 end
 if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[1])
+redis.call(ARGV[4], KEYS[2], id .. ' ' .. ARGV[1])
 return id
 """
 LOGGED_PUBLISH_SHA = hashlib.sha1(LOGGED_PUBLISH.encode()).hexdigest()
@@ -165,13 +162,13 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         assert channel is not None
         message = self._dumps(data)
         keys = [self.log_key(data["room"]), channel]
-        args = (*keys, message, max_events, int(window * 1000))
+        args = (*keys, message, max_events, int(window * 1000), "SPUBLISH" if self.sharded else "PUBLISH")
         offset = self._timed(channel, lambda client: _run_script(client, LOGGED_PUBLISH, LOGGED_PUBLISH_SHA, 2, args))
         return offset.decode() if isinstance(offset, bytes) else offset
 
     def log_key(self, room: str) -> str:
-        """The stream that logs ``room``'s recent events (connection state recovery)."""
-        return f"{self.channel}:log:{room}"
+        """The stream that logs ``room``'s recent events (connection state recovery), in its channel's slot."""
+        return f"{self.channel}:log:{{{room}}}"
 
     def client(self) -> Any:
         """This manager's Redis client for commands (the publisher's), connected lazily."""
@@ -180,8 +177,9 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         return self._publisher
 
     def user_channel(self, room: Any) -> str | None:
-        """The channel of ``room`` if it is a user's room (``<channel>:user:<id>``), else None."""
-        return f"{self.channel}:{room}" if is_user_room(room) else None
+        """The channel of ``room`` if it is a user's room (``<channel>:{user:<id>}``), else None. The braces are a
+        Redis Cluster hash tag: the user's channel, log and pids share a slot, so one script can use them all."""
+        return f"{self.channel}:{{{room}}}" if is_user_room(room) else None
 
     def _dumps(self, data: Any) -> str:
         # JSON, as python-socketio's managers publish it (older ones published pickles, and their listeners

@@ -11,7 +11,8 @@ re-fetches. The token decides the user, as always.
 
 Without a message queue the log is in the process (:class:`EventLog`). With Redis (:class:`RedisEventLog`) it
 is a stream per user, written by the same script that publishes the event, and a closed connection's ``pid``
-is a key that expires with the window: a tab that reconnects to another process recovers there too.
+is a key that expires with the window: a tab that reconnects to another process recovers there too. A user's
+log, channel and pids share a Redis Cluster hash tag, so the scripts work on a cluster too.
 """
 
 from __future__ import annotations
@@ -31,17 +32,15 @@ from .log import describe, logger
 from .queue import DashboardRedisManager, QueueUnavailable
 from .rooms import is_user_room
 
-# Connection state recovery's resume, atomic: KEYS are the closed connection's pid key and the room's stream;
-# ARGV the room and the client's offset ("" for none: the pid's own). Returns the offset it resumed from and the
-# stream's entries after it if the pid was issued to that room and no entry after the offset has been trimmed,
-# else false. The pid is used up either way, unless it was another room's (it stays its owner's).
+# Connection state recovery's resume, atomic: KEYS are the closed connection's pid key under the room (so a pid
+# of another room's is not found, and stays its owner's) and the room's stream; ARGV the client's offset ("" for
+# none: the pid's own). Returns the offset it resumed from and the stream's entries after it if the pid was
+# issued to that room and no entry after the offset has been trimmed, else false. The pid is used up either way.
 RECOVER = """
-local record = redis.call('GET', KEYS[1])
-if not record then return false end
-local since, room = string.match(record, '^(%S+) (.*)$')
-if room ~= ARGV[1] then return false end
+local since = redis.call('GET', KEYS[1])
+if not since then return false end
 redis.call('DEL', KEYS[1])
-local base = ARGV[2] ~= '' and ARGV[2] or since
+local base = ARGV[1] ~= '' and ARGV[1] or since
 local function parts(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -180,9 +179,9 @@ class RedisEventLog:
     def missed(self, pid: Any, offset: Any, room: str) -> list[_Entry] | None:
         if not isinstance(pid, str) or (offset is not None and _parse(offset) is None):
             return None
-        keys = [self._pid_key(pid), self.manager.log_key(room)]
+        keys = [self._pid_key(pid, room), self.manager.log_key(room)]
         try:
-            found = self.manager.client().eval(RECOVER, 2, *keys, room, offset or "")
+            found = self.manager.client().eval(RECOVER, 2, *keys, offset or "")
         except Exception as exc:  # Redis is away: a new connection, and the client re-fetches
             logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
             return None
@@ -217,7 +216,7 @@ class RedisEventLog:
         if room is None or since is None:
             return
         try:
-            self.manager.client().set(self._pid_key(pid), f"{since} {room}", px=int(self.window * 1000))
+            self.manager.client().set(self._pid_key(pid, room), since, px=int(self.window * 1000))
         except Exception as exc:  # the pid cannot be resumed: the client re-fetches
             logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
 
@@ -229,8 +228,8 @@ class RedisEventLog:
             return None
         return _text(newest[0][0]) if newest else "0-0"
 
-    def _pid_key(self, pid: str) -> str:
-        return f"{self.manager.channel}:pid:{pid}"
+    def _pid_key(self, pid: str, room: str) -> str:
+        return f"{self.manager.channel}:pid:{{{room}}}:{pid}"
 
     @staticmethod
     def _entry(entry_id: Any, fields: Any) -> _Entry:

@@ -212,7 +212,7 @@ def test_an_emit_at_once_to_a_refused_queue_raises_quickly_and_is_logged():
     assert time.monotonic() - started < 1.0
     error = raised.value
     assert isinstance(error, ConnectionError)
-    assert f"redis://***@127.0.0.1:{port}/0" in str(error) and "'chan:user:alice'" in str(error) and "s3cret" not in str(error)
+    assert f"redis://***@127.0.0.1:{port}/0" in str(error) and "'chan:{user:alice}'" in str(error) and "s3cret" not in str(error)
     [dropped] = events(logs, "event_dropped")
     assert dropped["reason"] == "queue_unavailable" and dropped["event_id"] == error.envelope["eventId"]
     assert dropped["user_id"] == "alice" and "s3cret" not in dropped["error"]
@@ -306,7 +306,7 @@ def test_a_write_only_emitter_publishes_the_envelope_to_the_users_room(shared_re
     assert message["method"] == "emit" and message["event"] == "dashboard:error"
     assert (message["room"], message["namespace"], message["envelope"]) == ("user:42", "/dashboard", envelope)
     assert message["host_id"] == manager_of(app).host_id
-    assert message["channel"] == f"{channel}:user:42"  # the user's own channel (DASHBOARD_WS_QUEUE_CHANNELS)
+    assert message["channel"] == f"{channel}:{{user:42}}"  # the user's own channel (DASHBOARD_WS_QUEUE_CHANNELS)
 
 
 @pytest.mark.live
@@ -442,7 +442,7 @@ def test_a_users_channel_is_heard_from_their_first_socket_confirmed_until_their_
     manager.initialize()
     received = read_until(manager._listen(), b"the end")  # the listener reads, and confirms subscriptions
     client = redis.Redis.from_url(shared_redis)
-    alice = f"{channel}:user:alice"
+    alice = f"{channel}:{{user:alice}}"
     try:
         with capture_logs() as logs:
             first = connect_to_room(manager, "user:alice")
@@ -450,7 +450,7 @@ def test_a_users_channel_is_heard_from_their_first_socket_confirmed_until_their_
         assert subscribers(client, alice) == 1 and not events(logs, "queue_subscribe_slow")
         second = connect_to_room(manager, "user:alice")
         assert subscribers(client, alice) == 1  # one subscription per process, however many sockets
-        assert subscribers(client, f"{channel}:user:bob") == 0  # nobody hears users they have no socket of
+        assert subscribers(client, f"{channel}:{{user:bob}}") == 0  # nobody hears users they have no socket of
         manager.disconnect(first, "/dashboard", ignore_queue=True)
         assert subscribers(client, alice) == 1
         manager.disconnect(second, "/dashboard", ignore_queue=True)
@@ -475,7 +475,7 @@ def test_the_listener_subscribes_every_current_users_channel_again_after_an_outa
     reader = read_until(messages, b"warm")
     connect_to_room(manager, "user:alice")  # unconfirmed until the reader reads: it waits up to the timeout
     client = redis.Redis.from_url(private_redis.url, socket_timeout=DEADLINE)
-    client.publish(f"{channel}:user:alice", "warm")
+    client.publish(f"{channel}:{{user:alice}}", "warm")
     assert reader.get(timeout=DEADLINE)
 
     with capture_logs() as logs:
@@ -492,7 +492,7 @@ def test_the_listener_subscribes_every_current_users_channel_again_after_an_outa
             private_redis.thaw()
         client = redis.Redis.from_url(private_redis.url, socket_timeout=DEADLINE)
         try:
-            publish_once_heard(client, f"{channel}:user:alice", "after the outage")
+            publish_once_heard(client, f"{channel}:{{user:alice}}", "after the outage")
             assert received.get(timeout=DEADLINE)
         finally:
             close_connections(manager)
@@ -523,7 +523,7 @@ def test_on_a_cluster_each_channel_is_heard_on_its_shard_and_emits_reach_it(redi
 
     threading.Thread(target=read, daemon=True).start()  # it confirms the subscriptions as they come
     client = redis.cluster.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
-    channels = [f"{channel}:user:{user}" for user in users]
+    channels = [f"{channel}:{{user:{user}}}" for user in users]
     try:
         for user in users:
             connect_to_room(manager, f"user:{user}")

@@ -11,8 +11,10 @@ import flask_socketio.test_client
 import pytest
 from flask import Flask
 from flask_jwt_extended import JWTManager
+from redis.crc import key_slot
 
 from flask_dashboard_ws import ConfigError, DashboardRealtime
+from flask_dashboard_ws.queue import DashboardRedisManager
 from flask_dashboard_ws.recovery import EventLog, RedisEventLog
 from tests.conftest import NS
 from tests.redis_server import private_channel
@@ -103,15 +105,32 @@ def recovery_app(**config) -> Flask:
 def test_recovery_needs_its_log_in_this_process_or_in_redis_and_says_why():
     with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*amqp://"):
         recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="amqp://guest@127.0.0.1//")
-    with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY .*not a cluster"):
-        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis+cluster://127.0.0.1:7000")
+    with pytest.raises(ConfigError, match="DASHBOARD_WS_CHANNEL cannot hold braces on a Redis Cluster"):
+        recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis+cluster://127.0.0.1:7000", DASHBOARD_WS_CHANNEL="app{1}")
     with pytest.raises(ConfigError, match="DASHBOARD_WS_QUEUE_CHANNELS = 'user'"):
         recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0", DASHBOARD_WS_QUEUE_CHANNELS="shared")
     with pytest.raises(ConfigError, match="DASHBOARD_WS_RECOVERY_MAX_EVENTS"):
         recovery_app(DASHBOARD_WS_RECOVERY_MAX_EVENTS=0)
     assert isinstance(recovery_app().extensions["dashboard_ws"].recovery.log, EventLog)
-    on_redis = recovery_app(DASHBOARD_WS_MESSAGE_QUEUE="redis://127.0.0.1:6379/0")
-    assert isinstance(on_redis.extensions["dashboard_ws"].recovery.log, RedisEventLog)
+    for queue in ("redis://127.0.0.1:6379/0", "redis+cluster://127.0.0.1:7000"):
+        on_redis = recovery_app(DASHBOARD_WS_MESSAGE_QUEUE=queue)
+        assert isinstance(on_redis.extensions["dashboard_ws"].recovery.log, RedisEventLog)
+
+
+@pytest.mark.parametrize("user", ["42", "a}b", "{x}", "é:1", "a{b}c"])
+def test_a_users_channel_log_and_pids_share_one_cluster_slot(user):
+    """The logging script writes the stream and publishes on the channel, the resume reads the pid and the
+    stream: on a Redis Cluster each script's keys and channel must hash to one slot."""
+    manager = DashboardRedisManager("redis+cluster://127.0.0.1:7000", channel="app")
+    log = RedisEventLog(manager, 120.0, 100)
+    room = f"user:{user}"
+    names = [manager.user_channel(room), manager.log_key(room), log._pid_key("some-pid", room)]
+    assert len({key_slot(name.encode()) for name in names}) == 1, names
+
+
+def test_users_spread_over_the_cluster_slots():
+    manager = DashboardRedisManager("redis+cluster://127.0.0.1:7000", channel="app")
+    assert len({key_slot(manager.user_channel(f"user:{index}").encode()) for index in range(100)}) > 90
 
 
 def test_the_events_of_users_who_get_no_more_are_dropped_once_past_the_window():

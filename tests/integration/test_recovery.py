@@ -26,12 +26,14 @@ RECOVERY = {"DASHBOARD_WS_RECOVERY": True}
 WAIT = 30.0
 
 
-@pytest.fixture(params=["in-process", "redis"])
+@pytest.fixture(params=["in-process", "redis", "cluster"])
 def recovery_config(request: pytest.FixtureRequest, shared_redis: str) -> dict[str, Any]:
-    """Recovery with its log in the process, and with a Redis queue (its log in Redis)."""
+    """Recovery with its log in the process, with a Redis queue (its log in Redis), and with a Redis Cluster of
+    the test's own (each user's log, channel and pids on one shard)."""
     if request.param == "in-process":
         return RECOVERY
-    return {**RECOVERY, "DASHBOARD_WS_MESSAGE_QUEUE": shared_redis, "DASHBOARD_WS_CHANNEL": private_channel()}
+    queue = request.getfixturevalue("redis_cluster").url if request.param == "cluster" else shared_redis
+    return {**RECOVERY, "DASHBOARD_WS_MESSAGE_QUEUE": queue, "DASHBOARD_WS_CHANNEL": private_channel()}
 
 
 def emit(server: LiveServer, token: str, code: str) -> str:

@@ -225,7 +225,7 @@ def test_each_process_hears_only_the_users_it_has_sockets_of_and_either_mode_rea
     try:
         alice_socket = user_mode.connect(auth=alice_token)
         bob_socket = shared_mode.connect(auth=bob_token)
-        assert numsub(client, f"{channel}:user:{alice}") == numsub(client, f"{channel}:user:{bob}") == 1
+        assert numsub(client, f"{channel}:{{user:{alice}}}") == numsub(client, f"{channel}:{{user:{bob}}}") == 1
 
         to_bob = user_mode.emitted("POST", "/api/dashboard/errors", bob_token, {"code": "U", "message": "u"})
         receive_ids([bob_socket], [to_bob["eventId"]])
@@ -237,7 +237,7 @@ def test_each_process_hears_only_the_users_it_has_sockets_of_and_either_mode_rea
 
         alice_socket.client.disconnect()
         deadline = time.monotonic() + EVENT_TIMEOUT
-        while numsub(client, f"{channel}:user:{alice}") != 0:
+        while numsub(client, f"{channel}:{{user:{alice}}}") != 0:
             assert time.monotonic() < deadline, "the process still hears a user with no socket in it"
             time.sleep(0.02)  # polling for the condition, bounded by the deadline
     finally:
