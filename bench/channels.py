@@ -1,13 +1,13 @@
 """What a process pays for events to users it has no socket of: the shared channel against per-user channels.
 
-    python bench/channels.py [--users 200] [--events 4000] [--rate 1000] [--rounds 3]
+    python bench/channels.py [--processes 4] [--users 200] [--events 4000] [--rate 1000] [--rounds 3]
 
-Two eventlet processes (``DashboardRealtime.run``) on the machine's Redis, each with ``--users`` users of one
-tab each: the official socket.io-client on Node (tests/js/tabs.mjs, transports ["websocket"], the client's
-defaults otherwise). This process emits ``--events`` events at ``--rate`` a second to process A's users only,
-as a worker would (a write-only emitter), and waits until A's tabs have them all. Process B holds none of those
-users: what it spends in that window, less what it spends in an idle window as long (its own tabs'
-heartbeats), is its cost of other processes' events. CPU times come from /proc (user + system). The two
+``--processes`` eventlet processes (``DashboardRealtime.run``) on the machine's Redis, each with ``--users``
+users of one tab each: the official socket.io-client on Node (tests/js/tabs.mjs, transports ["websocket"], the
+client's defaults otherwise). This process emits ``--events`` events at ``--rate`` a second to the first
+process's users only, as a worker would (a write-only emitter), and waits until their tabs have them all. The
+other processes hold none of those users: what each spends in that window, less what it spends in an idle
+window as long (its own tabs' heartbeats), is its cost of other processes' events. CPU times come from /proc (user + system). The two
 modes of ``DASHBOARD_WS_QUEUE_CHANNELS`` alternate over ``--rounds`` rounds, each on fresh processes.
 """
 
@@ -54,13 +54,14 @@ def one_round(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
     config = {"DASHBOARD_WS_MESSAGE_QUEUE": SHARED_REDIS_URL, "DASHBOARD_WS_CHANNEL": private_channel(),
               "DASHBOARD_WS_QUEUE_CHANNELS": mode, "DASHBOARD_WS_SOCKETIO_OPTIONS": {"transports": ["websocket"]},
               "DASHBOARD_WS_HANDSHAKE_RATE_PER_ADDRESS": 10_000.0}
-    servers = [LiveServer("eventlet", config, workdir / f"{mode}-{name}.log", run=True) for name in "ab"]
+    names = "abcdefgh"[:args.processes]
+    servers = [LiveServer("eventlet", config, workdir / f"{mode}-{name}.log", run=True) for name in names]
     tabs: list[NodeTabs] = []
     try:
         for server in servers:
             server.start()
-        users = {name: [f"{name}-{index}" for index in range(args.users)] for name in "ab"}
-        for server, name in zip(servers, "ab"):
+        users = {name: [f"{name}-{index}" for index in range(args.users)] for name in names}
+        for server, name in zip(servers, names):
             tokens = workdir / f"tokens-{name}"
             tokens.write_text("\n".join(server.token(user) for user in users[name]), encoding="utf-8")
             tabs.append(NodeTabs(server.url, f"@{tokens}", args.users, spacing=2, timeout=TIMEOUT))
@@ -86,14 +87,16 @@ def one_round(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         busy = [cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before)]
         busy_seconds = time.monotonic() - started
         extra = [b - i * busy_seconds / idle_seconds for b, i in zip(busy, idle)]
+        others = [round(cpu / args.events * 1e6, 2) for cpu in extra[1:]]
         return {
             "mode": mode,
             "events": args.events,
             "seconds": round(busy_seconds, 3),
             "a_us_per_event": round(extra[0] / args.events * 1e6, 2),
-            "b_us_per_event": round(extra[1] / args.events * 1e6, 2),
-            "b_cpu_s": {"emitting": round(busy[1], 3), "idle": round(idle[1], 3)},
-            "b_events_received": len(tabs[1].kinds("event")),
+            "others_us_per_event": others,
+            "others_median_us_per_event": statistics.median(others),
+            "others_cpu_s": {"emitting": [round(cpu, 3) for cpu in busy[1:]], "idle": [round(cpu, 3) for cpu in idle[1:]]},
+            "others_events_received": [len(tab.kinds("event")) for tab in tabs[1:]],
         }
     finally:
         for tab in tabs:
@@ -104,6 +107,7 @@ def one_round(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=4, choices=range(2, 9))
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=1000.0)
@@ -114,7 +118,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-channels-"))
     rounds = [one_round(mode, args, workdir) for _ in range(args.rounds) for mode in ("shared", "user")]
     summary = {mode: {key: statistics.median(r[key] for r in rounds if r["mode"] == mode)
-                      for key in ("a_us_per_event", "b_us_per_event")} for mode in ("shared", "user")}
+                      for key in ("a_us_per_event", "others_median_us_per_event")} for mode in ("shared", "user")}
     results = {"when": datetime.now(timezone.utc).isoformat(), "args": vars(args) | {"out": None},
                "rounds": rounds, "median": summary}
     report(results, args.out)
