@@ -163,7 +163,7 @@ class DashboardRedisManager(RoomIndexMixin, socketio.RedisManager):
         message = self._dumps(data)
         keys = [self.log_key(data["room"]), channel]
         args = (*keys, message, max_events, int(window * 1000), "SPUBLISH" if self.sharded else "PUBLISH")
-        offset = self._timed(channel, lambda client: _run_script(client, LOGGED_PUBLISH, LOGGED_PUBLISH_SHA, 2, args))
+        offset = self._timed(channel, lambda client: run_script(client, LOGGED_PUBLISH, LOGGED_PUBLISH_SHA, 2, args))
         return offset.decode() if isinstance(offset, bytes) else offset
 
     def log_key(self, room: str) -> str:
@@ -526,7 +526,7 @@ def _without_cluster(url: str) -> str:
     return urlunsplit(parts._replace(scheme=parts.scheme.removesuffix("+cluster")))
 
 
-def _run_script(client: Any, script: str, sha: str, keys: int, args: tuple[Any, ...]) -> Any:
+def run_script(client: Any, script: str, sha: str, keys: int, args: tuple[Any, ...]) -> Any:
     """EVALSHA, so that the script is not sent with every event; EVAL once Redis says it does not know it."""
     try:
         return client.evalsha(sha, keys, *args)

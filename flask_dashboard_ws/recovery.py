@@ -18,6 +18,7 @@ log, channel and pids share a Redis Cluster hash tag, so the scripts work on a c
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import secrets
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 from socketio import packet
 
 from .log import describe, logger
-from .queue import DashboardRedisManager, QueueUnavailable
+from .queue import DashboardRedisManager, QueueUnavailable, run_script
 from .rooms import is_user_room
 
 # Connection state recovery's resume, atomic: KEYS are the closed connection's pid key under the room (so a pid
@@ -57,6 +58,7 @@ for i = 1, #info, 2 do
 end
 return {base, redis.call('XRANGE', KEYS[2], '(' .. base, '+')}
 """
+RECOVER_SHA = hashlib.sha1(RECOVER.encode()).hexdigest()
 
 
 @dataclass
@@ -181,7 +183,7 @@ class RedisEventLog:
             return None
         keys = [self._pid_key(pid, room), self.manager.log_key(room)]
         try:
-            found = self.manager.client().eval(RECOVER, 2, *keys, offset or "")
+            found = run_script(self.manager.client(), RECOVER, RECOVER_SHA, 2, (*keys, offset or ""))
         except Exception as exc:  # Redis is away: a new connection, and the client re-fetches
             logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
             return None
