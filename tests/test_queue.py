@@ -516,12 +516,13 @@ def test_on_a_cluster_each_channel_is_heard_on_its_shard_and_emits_reach_it(redi
     users = [f"user-{index}" for index in range(6)]
 
     def read() -> None:  # until the users' events are in: a listener read on would subscribe again once closed
-        for message in manager._listen():
+        for count, message in enumerate(manager._listen(), start=1):
             arrived.put(json.loads(message))
-            if arrived.qsize() == len(users):
+            if count == len(users):  # not arrived.qsize(): the test takes them out as they come
                 return
 
-    threading.Thread(target=read, daemon=True).start()  # it confirms the subscriptions as they come
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()  # it confirms the subscriptions as they come
     client = redis.cluster.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
     channels = [f"{channel}:{{user:{user}}}" for user in users]
     try:
@@ -538,6 +539,8 @@ def test_on_a_cluster_each_channel_is_heard_on_its_shard_and_emits_reach_it(redi
                 DashboardRealtime().emit_error(user, "X", "sharded")
         rooms = {arrived.get(timeout=DEADLINE)["room"] for _ in users}
         assert rooms == {f"user:{user}" for user in users}
+        reader.join(timeout=DEADLINE)
+        assert not reader.is_alive()  # else it would go on listening, and retrying, once the cluster is gone
         close_connections(manager_of(app))
     finally:
         close_connections(manager)
