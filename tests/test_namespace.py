@@ -119,3 +119,24 @@ def test_a_client_event_without_a_callback_is_ignored_too(harness):
         assert client.emit("join", "user:bob", namespace=NS) is None
     assert harness.user_rooms() == {"user:alice"}
     assert [entry["event"] for entry in logs] == ["client_event_ignored"]
+
+
+def test_a_socket_that_closes_while_it_joins_or_recovers_is_not_kept(make_app, monkeypatch):
+    """The room join (the queue's subscription) and recovery's resume wait on Redis: a tab that goes away meanwhile
+    must leave nothing behind, as one that goes away while its token is checked."""
+    h = make_app(DASHBOARD_WS_RECOVERY=True)
+    server, recovery = h.socketio.server, h.state.recovery
+    resume = recovery.connected
+
+    def closed_meanwhile(sid, room, auth):
+        recovered = resume(sid, room, auth)
+        server._handle_eio_disconnect(server.manager.eio_sid_from_sid(sid, "/dashboard"), "transport close")
+        return recovered
+
+    monkeypatch.setattr(recovery, "connected", closed_meanwhile)
+    with capture_logs() as logs:
+        client = h.client(h.token())
+    assert not client.is_connected("/dashboard")
+    assert [line["event"] for line in logs if line["event"].startswith("connect")][-1] == "connect_abandoned"
+    assert h.room("user:alice") == set() and h.state.connections == {}
+    assert recovery._pids == {} and recovery._rooms == {} and recovery._held == {}
