@@ -6,8 +6,8 @@ over the budget (a whole process closing at once would make every tab reconnect 
 readiness has turned 503 and while new handshakes are refused with 503, so that the load balancer sends the
 reconnects to the other processes. Events of requests still running are sent as usual.
 
-A drain returns once the sessions it closed have sent their CLOSE (within the budget), and under eventlet once
-their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
+A drain returns once the sessions it closed have sent their CLOSE (within the budget), with connection state
+recovery once their pids are in Redis, and under eventlet once their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
 workers, within their ``graceful_timeout``) exits right after it.
 """
 
@@ -54,6 +54,8 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
             state.socketio.sleep(max(0.0, min(next_step, deadline) - time.monotonic()))
     while _unsent(sockets) and time.monotonic() < deadline:
         state.socketio.sleep(0.05)  # the CLOSE packets still queued: waited for, within the budget
+    if state.recovery is not None:
+        state.recovery.flush(deadline)  # the closed sessions' pids, for their tabs to recover elsewhere
     if state.socketio.async_mode == "eventlet":
         release_parked_readers()
     report = {"sessions": len(sessions), "closed": closed, "open": _open(guard),

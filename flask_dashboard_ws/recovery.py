@@ -165,6 +165,10 @@ class RedisEventLog:
         self.window = window
         self.max_events = max_events
         self._open: dict[str, tuple[str, str | None]] = {}  # pid: its room, and the log's newest offset then
+        # Closed connections' pid keys to write, and whether a writer task is on it (see closed()).
+        self._closing: list[tuple[str, str]] = []
+        self._writing = False
+        self._closing_lock = threading.Lock()
 
     def append(self, room: str, event: str, envelope: Any, namespace: str) -> _Entry:
         """Publish the event to ``room`` and log it, in one script (QueueUnavailable if Redis did not take it)."""
@@ -213,14 +217,41 @@ class RedisEventLog:
                 for room, reply in zip(rooms, replies)}
 
     def closed(self, pid: str) -> None:
-        """Its connection ended: keep the pid for ``window`` seconds, for any process to resume."""
+        """Its connection ended: keep the pid for ``window`` seconds, for any process to resume.
+
+        Written by a background task, many keys per round trip: a drain or a mass disconnect closes thousands
+        of connections at once, and a disconnect (the drain's pacing with it) must not wait on Redis.
+        """
         room, since = self._open.pop(pid, (None, None))
         if room is None or since is None:
             return
-        try:
-            self.manager.client().set(self._pid_key(pid, room), since, px=int(self.window * 1000))
-        except Exception as exc:  # the pid cannot be resumed: the client re-fetches
-            logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc))
+        with self._closing_lock:
+            self._closing.append((self._pid_key(pid, room), since))
+            if self._writing:
+                return
+            self._writing = True
+        self.manager.server.start_background_task(self._write_closed)
+
+    def _write_closed(self) -> None:
+        while True:
+            with self._closing_lock:
+                batch, self._closing = self._closing, []
+                if not batch:
+                    self._writing = False
+                    return
+            try:
+                pipeline = self.manager.client().pipeline(transaction=False)
+                for key, since in batch:
+                    pipeline.set(key, since, px=int(self.window * 1000))
+                pipeline.execute()
+            except Exception as exc:  # these pids cannot be resumed: their clients re-fetch
+                logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc), pids=len(batch))
+
+    def flush(self, deadline: float) -> None:
+        """Wait, until ``deadline`` (``time.monotonic()``), for the closed connections' pid keys to be written:
+        a process that is about to end would lose them."""
+        while self._writing and time.monotonic() < deadline:
+            self.manager.server.sleep(0.01)
 
     def _head(self, room: str) -> str | None:
         """The newest offset in ``room``'s log ("0-0" for none), or None if Redis did not answer."""
@@ -391,7 +422,12 @@ class Recovery:
             if room is not None and len(self.server.manager.rooms.get(self.namespace, {}).get(room, ())) <= 1:
                 self._seen.pop(room, None)
         if pid is not None:
-            self.log.closed(pid)  # a round trip with Redis: outside the lock, as in connected()
+            self.log.closed(pid)
+
+    def flush(self, deadline: float) -> None:
+        """Before the process ends (a drain): what the log still has to write, within ``deadline``."""
+        if isinstance(self.log, RedisEventLog):
+            self.log.flush(deadline)
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """python-socketio's packet sending; the CONNECT reply of this namespace gets the connection's ``pid``."""

@@ -185,3 +185,35 @@ def test_an_event_the_replay_sent_before_the_listener_heard_it_is_not_sent_again
 
 def raw_received(client: Any) -> list[tuple[str, list[Any]]]:
     return [(packet["name"], packet["args"]) for packet in client.get_received(NS)]
+
+
+def test_closed_connections_pids_are_written_later_many_per_round_trip(make_app, shared_redis, monkeypatch):
+    """A disconnect only queues its pid: one background task writes what has queued in one pipeline, so that a
+    drain or a mass disconnect neither waits on Redis per socket nor runs out of pooled connections."""
+    h = make_app(DASHBOARD_WS_RECOVERY=True, DASHBOARD_WS_MESSAGE_QUEUE=shared_redis,
+                 DASHBOARD_WS_CHANNEL=private_channel())
+    log, manager = h.state.recovery.log, h.socketio.server.manager
+    tasks: list[Any] = []
+    monkeypatch.setattr(manager.server, "start_background_task", lambda target, *args: tasks.append(target))
+    pids = {f"user:u{index}": log.issue(f"user:u{index}") for index in range(300)}
+    for pid in pids.values():
+        log.closed(pid)
+    keys = [log._pid_key(pid, room) for room, pid in pids.items()]
+    assert len(tasks) == 1 and manager.client().exists(*keys) == 0  # queued, not written
+
+    executed: list[int] = []
+    pipeline = manager.client().pipeline
+    monkeypatch.setattr(manager.client(), "pipeline", lambda **options: counted(pipeline(**options), executed))
+    tasks[0]()
+    assert executed == [300] and manager.client().exists(*keys) == 300
+    assert 0 < manager.client().pttl(keys[0]) <= 120_000
+    assert log.missed(pids["user:u7"], None, "user:u7") == []  # resumable, by its own user only
+    assert log.missed(pids["user:u8"], None, "user:u9") is None
+    assert not log._writing  # the task ended once nothing was left to write
+
+
+def counted(pipeline: Any, executed: list[int]) -> Any:
+    """``pipeline``, recording how many commands each ``execute()`` sends."""
+    execute = pipeline.execute
+    pipeline.execute = lambda: executed.append(len(pipeline.command_stack)) or execute()
+    return pipeline
