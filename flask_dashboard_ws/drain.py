@@ -7,7 +7,8 @@ readiness has turned 503 and while new handshakes are refused with 503, so that 
 reconnects to the other processes. Events of requests still running are sent as usual.
 
 A drain returns once the sessions it closed have sent their CLOSE (within the budget), with connection state
-recovery once their pids are in Redis, and under eventlet once their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
+recovery once their pids are in Redis (within the budget, or the queue's timeout after the last batch), and
+under eventlet once their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
 workers, within their ``graceful_timeout``) exits right after it.
 """
 
@@ -55,7 +56,9 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
     while _unsent(sockets) and time.monotonic() < deadline:
         state.socketio.sleep(0.05)  # the CLOSE packets still queued: waited for, within the budget
     if state.recovery is not None:
-        state.recovery.flush(deadline)  # the closed sessions' pids, for their tabs to recover elsewhere
+        # The closed sessions' pids, for their tabs to recover elsewhere: one pipelined write for the last batch
+        # at least, so up to the queue's timeout past a budget that the batches already used up.
+        state.recovery.flush(max(deadline, time.monotonic() + state.settings.queue_timeout))
     if state.socketio.async_mode == "eventlet":
         release_parked_readers()
     report = {"sessions": len(sessions), "closed": closed, "open": _open(guard),
