@@ -6,9 +6,12 @@ over the budget (a whole process closing at once would make every tab reconnect 
 readiness has turned 503 and while new handshakes are refused with 503, so that the load balancer sends the
 reconnects to the other processes. Events of requests still running are sent as usual.
 
-A drain returns once the sessions it closed have sent their CLOSE (within the budget), with connection state
-recovery once their pids are in Redis (within the budget, or the queue's timeout after the last batch), and
-under eventlet once their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
+With connection state recovery, each batch's pids are written to Redis (one round trip, within the budget)
+before its sessions close, so that a tab finds its pid wherever it reconnects; what is still queued at the end
+gets up to the queue's timeout past the budget.
+
+A drain returns once the sessions it closed have sent their CLOSE (within the budget), and under eventlet once
+their WebSocket requests can end, so that a server that waits for its requests before it exits (gunicorn's
 workers, within their ``graceful_timeout``) exits right after it.
 """
 
@@ -47,6 +50,8 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
     logger.info("drain_started", sessions=len(sessions), timeout=timeout, batch=batch, step=DRAIN_STEP)
     closed = 0
     for first in range(0, len(sessions), batch):
+        if state.recovery is not None:
+            state.recovery.closing(sessions[first:first + batch], deadline)
         for eio_sid in sessions[first:first + batch]:
             closed += guard.close_for(eio_sid, DRAINED)
         logger.info("drain_progress", closed=closed, remaining=max(0, len(sessions) - first - batch))
@@ -55,9 +60,7 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
             state.socketio.sleep(max(0.0, min(next_step, deadline) - time.monotonic()))
     while _unsent(sockets) and time.monotonic() < deadline:
         state.socketio.sleep(0.05)  # the CLOSE packets still queued: waited for, within the budget
-    if state.recovery is not None:
-        # The closed sessions' pids, for their tabs to recover elsewhere: one pipelined write for the last batch
-        # at least, so up to the queue's timeout past a budget that the batches already used up.
+    if state.recovery is not None:  # pids still queued (batches past the budget): up to the queue's timeout more
         state.recovery.flush(max(deadline, time.monotonic() + state.settings.queue_timeout))
     if state.socketio.async_mode == "eventlet":
         release_parked_readers()

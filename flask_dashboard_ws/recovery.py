@@ -429,6 +429,17 @@ class Recovery:
         if isinstance(self.log, RedisEventLog):
             self.log.flush(deadline)
 
+    def closing(self, eio_sids: list[str], deadline: float) -> None:
+        """A drain is about to close these sessions: write their pids first (one round trip with Redis), so that
+        their tabs find them on whichever process they reconnect to, however busy this one is."""
+        manager = self.server.manager
+        with self._lock:
+            pids = [self._pids.get(manager.sid_from_eio_sid(eio_sid, self.namespace)) for eio_sid in eio_sids]
+        for pid in pids:
+            if pid is not None:
+                self.log.closed(pid)  # the disconnect that follows finds it closed already
+        self.flush(deadline)
+
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """python-socketio's packet sending; the CONNECT reply of this namespace gets the connection's ``pid``."""
         if pkt.packet_type == packet.CONNECT and pkt.namespace == self.namespace and isinstance(pkt.data, dict):

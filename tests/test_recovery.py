@@ -4,6 +4,7 @@ integration/test_recovery.py, with the official client)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from unittest.mock import ANY
 
@@ -217,3 +218,23 @@ def counted(pipeline: Any, executed: list[int]) -> Any:
     execute = pipeline.execute
     pipeline.execute = lambda: executed.append(len(pipeline.command_stack)) or execute()
     return pipeline
+
+
+def test_a_drain_writes_a_batchs_pids_before_it_closes_them(make_app, shared_redis, monkeypatch):
+    """So that a tab finds its pid on whichever process it reconnects to, even if this one is too busy to run its
+    writer before the tab is back."""
+    h = make_app(DASHBOARD_WS_RECOVERY=True, DASHBOARD_WS_MESSAGE_QUEUE=shared_redis,
+                 DASHBOARD_WS_CHANNEL=private_channel())
+    recovery, manager = h.state.recovery, h.socketio.server.manager
+    monkeypatch.setattr(manager, "initialize", lambda: None)  # no listener: as in the test above
+    monkeypatch.setattr(flask_socketio.test_client, "PubSubManager", type("NoQueue", (), {}))
+    clients = [h.client(h.token(user)) for user in ("alice", "bob")]
+    sids = [h.sid(client) for client in clients]
+    keys = [recovery.log._pid_key(recovery._pids[sid], recovery._rooms[sid]) for sid in sids]
+    assert manager.client().exists(*keys) == 0  # open connections have no pid key
+
+    recovery.closing([manager.eio_sid_from_sid(sid, NS) for sid in sids], deadline=time.monotonic() + 10)
+    assert manager.client().exists(*keys) == 2 and all(client.is_connected(NS) for client in clients)
+    for client in clients:
+        client.disconnect(NS)
+    assert not recovery.log._writing and recovery.log._closing == []  # nothing written twice
