@@ -6,8 +6,8 @@ over the budget (a whole process closing at once would make every tab reconnect 
 readiness has turned 503 and while new handshakes are refused with 503, so that the load balancer sends the
 reconnects to the other processes. Events of requests still running are sent as usual.
 
-With connection state recovery, each batch's pids are written to Redis (one round trip, within the budget)
-before its sessions close, so that a tab finds its pid wherever it reconnects; what is still queued at the end
+With connection state recovery, each batch's pids are written to Redis (one round trip) before its sessions
+close, so that a tab finds its pid wherever it reconnects; what is still queued at the end
 gets up to the queue's timeout past the budget.
 
 A drain returns once the sessions it closed have sent their CLOSE (within the budget), and under eventlet once
@@ -51,7 +51,7 @@ def drain_sessions(state: DashboardState, timeout: float) -> dict[str, Any]:
     closed = 0
     for first in range(0, len(sessions), batch):
         if state.recovery is not None:
-            state.recovery.closing(sessions[first:first + batch], deadline)
+            state.recovery.closing(sessions[first:first + batch])
         for eio_sid in sessions[first:first + batch]:
             closed += guard.close_for(eio_sid, DRAINED)
         logger.info("drain_progress", closed=closed, remaining=max(0, len(sessions) - first - batch))

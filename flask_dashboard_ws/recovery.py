@@ -222,15 +222,28 @@ class RedisEventLog:
         Written by a background task, many keys per round trip: a drain or a mass disconnect closes thousands
         of connections at once, and a disconnect (the drain's pacing with it) must not wait on Redis.
         """
-        room, since = self._open.pop(pid, (None, None))
-        if room is None or since is None:
+        keys = self._keys_of_closed([pid])
+        if not keys:
             return
         with self._closing_lock:
-            self._closing.append((self._pid_key(pid, room), since))
+            self._closing.extend(keys)
             if self._writing:
                 return
             self._writing = True
         self.manager.server.start_background_task(self._write_closed)
+
+    def closed_now(self, pids: list[str]) -> None:
+        """:meth:`closed` for several pids, written before this returns (one round trip): a drain's batch."""
+        self._write(self._keys_of_closed(pids))
+
+    def _keys_of_closed(self, pids: list[str]) -> list[tuple[str, str]]:
+        """The pid keys to write, with their values, of connections that were open here (each pid once)."""
+        keys = []
+        for pid in pids:
+            room, since = self._open.pop(pid, (None, None))
+            if room is not None and since is not None:
+                keys.append((self._pid_key(pid, room), since))
+        return keys
 
     def _write_closed(self) -> None:
         while True:
@@ -239,13 +252,18 @@ class RedisEventLog:
                 if not batch:
                     self._writing = False
                     return
-            try:
-                pipeline = self.manager.client().pipeline(transaction=False)
-                for key, since in batch:
-                    pipeline.set(key, since, px=int(self.window * 1000))
-                pipeline.execute()
-            except Exception as exc:  # these pids cannot be resumed: their clients re-fetch
-                logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc), pids=len(batch))
+            self._write(batch)
+
+    def _write(self, keys: list[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        try:
+            pipeline = self.manager.client().pipeline(transaction=False)
+            for key, since in keys:
+                pipeline.set(key, since, px=int(self.window * 1000))
+            pipeline.execute()
+        except Exception as exc:  # these pids cannot be resumed: their clients re-fetch
+            logger.warning("recovery_unavailable", queue=self.manager.where, error=describe(exc), pids=len(keys))
 
     def flush(self, deadline: float) -> None:
         """Wait, until ``deadline`` (``time.monotonic()``), for the closed connections' pid keys to be written:
@@ -429,16 +447,15 @@ class Recovery:
         if isinstance(self.log, RedisEventLog):
             self.log.flush(deadline)
 
-    def closing(self, eio_sids: list[str], deadline: float) -> None:
+    def closing(self, eio_sids: list[str]) -> None:
         """A drain is about to close these sessions: write their pids first (one round trip with Redis), so that
         their tabs find them on whichever process they reconnect to, however busy this one is."""
+        if not isinstance(self.log, RedisEventLog):
+            return
         manager = self.server.manager
         with self._lock:
             pids = [self._pids.get(manager.sid_from_eio_sid(eio_sid, self.namespace)) for eio_sid in eio_sids]
-        for pid in pids:
-            if pid is not None:
-                self.log.closed(pid)  # the disconnect that follows finds it closed already
-        self.flush(deadline)
+        self.log.closed_now([pid for pid in pids if pid is not None])  # their disconnects find them closed
 
     def send_packet(self, eio_sid: str, pkt: Any) -> None:
         """python-socketio's packet sending; the CONNECT reply of this namespace gets the connection's ``pid``."""

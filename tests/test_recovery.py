@@ -4,7 +4,6 @@ integration/test_recovery.py, with the official client)."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 from unittest.mock import ANY
 
@@ -233,7 +232,7 @@ def test_a_drain_writes_a_batchs_pids_before_it_closes_them(make_app, shared_red
     keys = [recovery.log._pid_key(recovery._pids[sid], recovery._rooms[sid]) for sid in sids]
     assert manager.client().exists(*keys) == 0  # open connections have no pid key
 
-    recovery.closing([manager.eio_sid_from_sid(sid, NS) for sid in sids], deadline=time.monotonic() + 10)
+    recovery.closing([manager.eio_sid_from_sid(sid, NS) for sid in sids])
     assert manager.client().exists(*keys) == 2 and all(client.is_connected(NS) for client in clients)
     for client in clients:
         client.disconnect(NS)
