@@ -58,16 +58,16 @@ def deploy_config(budget: float) -> dict[str, Any]:
     }
 
 
-def behind_nginx(nginx: str, a: LiveServer, b: LiveServer, workdir: Path) -> NginxProxy:
-    """Start ``a`` and ``b`` and nginx in front of them with docs/nginx.conf, B as A's backup: every tab starts
-    on A, and goes to B once A refuses or is gone."""
-    a.start()
-    b.start()
+def behind_nginx(nginx: str, a: LiveServer, backups: list[LiveServer], workdir: Path) -> NginxProxy:
+    """Start ``a`` and ``backups`` and nginx in front of them with docs/nginx.conf, the others as A's backups:
+    every tab starts on A, and goes to one of them once A refuses or is gone."""
+    for server in (a, *backups):
+        server.start()
     port, prefix = free_port(), workdir / "nginx"
-    upstreams = [a.url.removeprefix("http://"), b.url.removeprefix("http://") + " backup"]
+    upstreams = [a.url.removeprefix("http://")] + [server.url.removeprefix("http://") + " backup" for server in backups]
     conf = with_upstreams(NGINX_CONF.read_text(encoding="utf-8"), port, upstreams, prefix)
     sticky = conf.index("upstream dashboard_app_sticky {")
-    proxy = NginxProxy(conf[:sticky] + conf[sticky:].replace(" backup;", ";", 1), port, prefix)
+    proxy = NginxProxy(conf[:sticky] + conf[sticky:].replace(" backup;", ";"), port, prefix)
     proxy.start(nginx, "/api/health", 60)
     return proxy
 
@@ -110,7 +110,7 @@ def main() -> None:
     tabs: NodeTabs | None = None
     results: dict[str, Any] = {"when": datetime.now(timezone.utc).isoformat(), "args": vars(args) | {"out": None}}
     try:
-        proxy = behind_nginx(nginx, a, b, workdir)
+        proxy = behind_nginx(nginx, a, [b], workdir)
         users = [f"bench-{index}" for index in range(args.users)]
         tokens = {user: a.token(user) for user in users}
         (workdir / "tokens").write_text("\n".join(tokens[user] for user in users), encoding="utf-8")
