@@ -1,15 +1,16 @@
 """A restart under load, measured: the events a process's tabs miss while they reconnect, with and without
 connection state recovery, and the ``/api/dashboard`` re-fetches that recovery saves.
 
-    python bench/recovery.py [--tabs 5000] [--users 1000] [--rate 200] [--mode eventlet] [--runs off,on] [--out DIR]
+    python bench/recovery.py [--processes 4] [--tabs 5000] [--users 1000] [--rate 200] [--budget 25]
+        [--mode eventlet] [--runs off,on] [--out DIR]
 
-Each run: two server processes (``DashboardRealtime.run``, Redis as the message queue) behind nginx with the
-project's docs/nginx.conf, B as A's backup so that every tab starts on A. The tabs are the official
+Each run: ``--processes`` server processes (``DashboardRealtime.run``, Redis as the message queue) behind nginx
+with the project's docs/nginx.conf, the others as A's backups so that every tab starts on A. The tabs are the official
 socket.io-client on Node (tests/js/tabs.mjs: transports ["websocket"], the client's defaults otherwise,
 permessage-deflate offered). A worker thread in this process (a write-only emitter, as in docs/workers.md)
 emits ``dashboard:error`` events to the users, round robin at ``--rate`` per second, from before the restart
 until every tab is back. A is restarted as a deploy does it: SIGTERM with ``DASHBOARD_WS_DRAIN_ON_SIGTERM``,
-and each tab reconnects by itself through nginx to B.
+and each tab reconnects by itself through nginx to one of the others.
 
 Then, per tab, against every event emitted to its user: lost (never received, by a tab whose reconnects were
 all recovered; a tab that re-fetched got the missed state from ``/api/dashboard``), duplicated (received twice
@@ -82,12 +83,12 @@ def run_once(args: argparse.Namespace, nginx: str, recovery: bool) -> dict[str, 
     workdir = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     config = deploy_config(args.budget) | {"DASHBOARD_WS_RECOVERY": recovery}
     a = LiveServer(args.mode, config, workdir / "a.log", run=True)
-    b = LiveServer(args.mode, config, workdir / "b.log", run=True)
+    others = [LiveServer(args.mode, config, workdir / f"{name}.log", run=True) for name in "bcdefg"[:args.processes - 1]]
     proxy: NginxProxy | None = None
     tabs: NodeTabs | None = None
     worker: Worker | None = None
     try:
-        proxy = behind_nginx(nginx, a, b, workdir)
+        proxy = behind_nginx(nginx, a, others, workdir)
         users = [f"bench-{index}" for index in range(args.users)]
         (workdir / "tokens").write_text("\n".join(a.token(user) for user in users), encoding="utf-8")
         tabs = NodeTabs(proxy.url, f"@{workdir / 'tokens'}", args.tabs, spacing=args.spacing, timeout=TIMEOUT)
@@ -96,24 +97,25 @@ def run_once(args: argparse.Namespace, nginx: str, recovery: bool) -> dict[str, 
         worker = Worker(config, users, args.rate)
         worker.start()
         wait_for(tabs, "event", args.tabs // len(users) * len(users), timeout=60)  # a round reached every tab
-        cpu = {name: psutil.Process(server._process.pid) for name, server in (("a", a), ("b", b))}
-        cpu_before = {name: sum(process.cpu_times()[:2]) for name, process in cpu.items()}
+        processes = [psutil.Process(server._process.pid) for server in others]
+        cpu_before = sum(sum(process.cpu_times()[:2]) for process in processes)
         started = time.time()
         a.signal(signal.SIGTERM)
         wait_for(tabs, "connect", 2 * args.tabs)
         back = time.time() - started
-        b_cpu = sum(cpu["b"].cpu_times()[:2]) - cpu_before["b"]
+        others_cpu = sum(sum(process.cpu_times()[:2]) for process in processes) - cpu_before
         a.wait_exit(timeout=TIMEOUT)
         time.sleep(args.after)  # a few more rounds on B, as live events
         worker.stop()
         last = {user: ids[-1] for user, ids in worker.emitted.items()}
         tab_user = [users[tab % len(users)] for tab in range(args.tabs)]
         wait_for_last(tabs, tab_user, last)
-        return summary(tabs.drain(), tab_user, worker, started, back, b) | {"b_cpu_s_until_all_back": round(b_cpu, 2)}
+        return summary(tabs.drain(), tab_user, worker, started, back, others) | {
+            "others_cpu_s_until_all_back": round(others_cpu, 2)}
     finally:
         if worker is not None and worker.is_alive():
             worker.stop()
-        stop_all(tabs, proxy, a, b)
+        stop_all(tabs, proxy, a, *others)
 
 
 def wait_for_last(tabs: NodeTabs, tab_user: list[str], last: dict[str, str], timeout: float = 60) -> None:
@@ -127,7 +129,7 @@ def wait_for_last(tabs: NodeTabs, tab_user: list[str], last: dict[str, str], tim
 
 
 def summary(seen: list[dict[str, Any]], tab_user: list[str], worker: Worker, started: float, back: float,
-            b: LiveServer) -> dict[str, Any]:
+            others: list[LiveServer]) -> dict[str, Any]:
     received: dict[int, list[str]] = defaultdict(list)
     connects: dict[int, list[bool]] = defaultdict(list)
     for event in seen:
@@ -165,7 +167,7 @@ def summary(seen: list[dict[str, Any]], tab_user: list[str], worker: Worker, sta
         "disconnect_reasons": Counter(event["reason"] for event in seen if event["kind"] == "disconnect"),
         "closed_s": {"first": percentile(gaps, 0), "p50": percentile(gaps, 50), "last": percentile(gaps, 100)},
         "all_back_s": round(back, 2),
-        "b_sockets": b.metric("dashboard_ws_sockets"),
+        "others_sockets": [server.metric("dashboard_ws_sockets") for server in others],
     }
 
 
@@ -178,6 +180,7 @@ def timeline(seen: list[dict[str, Any]], tab: int, duplicates: set[str]) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=4, choices=range(2, 8))
     parser.add_argument("--tabs", type=int, default=5000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="events per second, to the users round robin")
