@@ -105,7 +105,7 @@ def run_once(args: argparse.Namespace, nginx: str, recovery: bool) -> dict[str, 
         back = time.time() - started
         others_cpu = sum(sum(process.cpu_times()[:2]) for process in processes) - cpu_before
         a.wait_exit(timeout=TIMEOUT)
-        time.sleep(args.after)  # a few more rounds on B, as live events
+        time.sleep(args.after)  # a few more rounds on the other processes, as live events
         worker.stop()
         last = {user: ids[-1] for user, ids in worker.emitted.items()}
         tab_user = [users[tab % len(users)] for tab in range(args.tabs)]
