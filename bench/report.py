@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("ext", "ext-gevent", "ext-threading", "ext-redis1", "ext-redis2", "ext-redis4", "ext-redis1-shared",
+ORDER = ("ext", "ext-stock", "ext-gevent", "ext-gevent-stock", "ext-threading", "ext-redis1", "ext-redis2", "ext-redis4", "ext-redis1-shared",
          "ext-redis2-shared", "ext-redis4-shared", "ext-defaults", "naive", "asgi", "node")
 
 def runs_done(results: dict[str, Any]) -> str:
@@ -206,7 +206,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     if not tabs_values:
         return  # a run without emits (--skip-emits) has nothing to draw
     fig, axes = plt.subplots(1, len(tabs_values) or 1, figsize=(7 * max(1, len(tabs_values)), 6.5), squeeze=False)
-    colors = {"ext": "tab:blue", "ext-defaults": "tab:gray", "ext-redis1": "tab:pink", "ext-redis2": "tab:brown", "ext-redis4": "tab:orange", "ext-redis1-shared": "pink", "ext-redis2-shared": "brown", "ext-redis4-shared": "orange", "ext-gevent": "tab:cyan", "ext-threading": "tab:olive", "naive": "tab:red", "asgi": "tab:green", "node": "tab:purple"}
+    colors = {"ext": "tab:blue", "ext-defaults": "tab:gray", "ext-redis1": "tab:pink", "ext-redis2": "tab:brown", "ext-redis4": "tab:orange", "ext-redis1-shared": "pink", "ext-redis2-shared": "brown", "ext-redis4-shared": "orange", "ext-gevent": "tab:cyan", "ext-stock": "lightsteelblue", "ext-gevent-stock": "paleturquoise", "ext-threading": "tab:olive", "naive": "tab:red", "asgi": "tab:green", "node": "tab:purple"}
     styles = (("p50_ms", "-", "p50"), ("p99_ms", "--", "p99"), ("p999_ms", ":", "p99.9"))
     for ax, tabs in zip(axes[0], tabs_values):
         for s in servers:

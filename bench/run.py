@@ -54,13 +54,17 @@ PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
 # ext-redisN: N processes sharing Redis with per-user channels; ext-redisN-shared: with the one shared channel.
 REDIS_GROUPS = {f"ext-redis{n}{mode}": (n, mode or "-user") for n in (1, 2, 4) for mode in ("", "-shared")}
-SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", *REDIS_GROUPS, "naive", "asgi", "node")
+# ext-stock, ext-gevent-stock: the same with DASHBOARD_WS_LEAN_SOCKETS off (engine.io's own writer and ping tasks).
+SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "ext-stock", "ext-gevent-stock", *REDIS_GROUPS,
+                "naive", "asgi", "node")
 SERVER_LABELS = {
     "ext": "flask-dashboard-ws",
     "ext-defaults": "flask-dashboard-ws, defaults",
     **{kind: f"flask-dashboard-ws, {n} process{'es' if n > 1 else ''} + Redis, {mode[1:]} channels"
        for kind, (n, mode) in REDIS_GROUPS.items()},
     "ext-gevent": "flask-dashboard-ws, gevent",
+    "ext-stock": "flask-dashboard-ws, engine.io's sockets",
+    "ext-gevent-stock": "flask-dashboard-ws, gevent, engine.io's sockets",
     "ext-threading": "flask-dashboard-ws, threading",
     "naive": "naive Flask-SocketIO",
     "asgi": "python-socketio ASGI/uvicorn",
@@ -131,9 +135,13 @@ class Server:
         elif kind == "ext-defaults":  # the extension as installed: eventlet, no --ext-config
             cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", "eventlet", "--log", args.ext_log]
         elif kind.startswith("ext"):
-            mode = kind.partition("-")[2] or args.ext_mode  # "ext" runs in --ext-mode; "ext-gevent" in gevent
+            variant = kind.removesuffix("-stock")
+            mode = variant.partition("-")[2] or args.ext_mode  # "ext" runs in --ext-mode; "ext-gevent" in gevent
+            config = args.ext_config
+            if variant != kind:
+                config = json.dumps({**json.loads(config), "DASHBOARD_WS_LEAN_SOCKETS": False})
             cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", mode, "--log", args.ext_log,
-                   "--config", args.ext_config]
+                   "--config", config]
         elif kind == "naive":
             cmd = [PYTHON, str(BENCH / "baselines/naive_app.py")]
         elif kind == "asgi":
@@ -148,6 +156,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.urls = [self.url]
         self.ps = psutil.Process(self.proc.pid)
+        if args.server_cpu is not None:  # the set-up: the server on one core, the load on the rest
+            self.ps.cpu_affinity([args.server_cpu])
         threading.Thread(target=self._drain_stdout, daemon=True).start()
 
     def _wait_port(self, timeout: float) -> int:
@@ -644,7 +654,7 @@ class Bench:
         if a.tabs <= 1 or self.time_left() < 60:
             return
         self.disconnect_all()
-        users = max(1, a.latency_users // a.tabs)
+        users = a.tab_users or max(1, a.latency_users // a.tabs)
         step = self.connect(0, users, a.tabs)
         log(f"  {self.kind} {users} users x {a.tabs} tabs: {step['connected']} connected")
         self.result["tabs_connect"] = step
@@ -881,6 +891,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle-window", type=float,
                    help="seconds of the idle measurement (default 25: one ping interval, so every socket is pinged once)")
     p.add_argument("--tabs", type=int, default=10, help="sockets per user in the multi-tab test (1 to skip)")
+    p.add_argument("--tab-users", type=int, help="users in the multi-tab test (default: latency-users / tabs)")
     p.add_argument("--clients", type=int, default=4, help="load-client processes")
     p.add_argument("--client", choices=("lean", "official"), default="lean",
                    help="lean: the Socket.IO protocol over ws (cheap); official: socket.io-client 4.8")
@@ -897,6 +908,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="py-spy the connect ramp, one emit rate and the view phase")
     p.add_argument("--profile-servers", default="ext", help="servers to profile with --profile (comma-separated)")
     p.add_argument("--profile-rate", type=float, default=1000)
+    p.add_argument("--server-cpu", type=int, help="pin every server process to this CPU (e.g. 1)")
     p.add_argument("--node-args", default="", help="extra node options for the Node server, e.g. --cpu-prof")
     p.add_argument("--skip-emits", action="store_true", help="only the connect ramp and the idle CPU")
     p.add_argument("--no-micro", action="store_true", help="skip the microbenchmark")
