@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "DASHBOARD_WS_GC_FREEZE_INTERVAL": "auto",
     "DASHBOARD_WS_GC_RECLAIM_INTERVAL": 3600.0,
     "DASHBOARD_WS_COMPRESSION": False,
+    "DASHBOARD_WS_LEAN_SOCKETS": True,
     "DASHBOARD_WS_AUTH_TIMEOUT": 10.0,
     "DASHBOARD_WS_MAX_CLIENT_EVENTS": 10,
     "DASHBOARD_WS_MAX_INBOUND_BYTES": 16 * 1024,
@@ -119,6 +120,7 @@ class Settings:
     gc_freeze_interval: float | str | None = DEFAULTS["DASHBOARD_WS_GC_FREEZE_INTERVAL"]
     gc_reclaim_interval: float = DEFAULTS["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]
     compression: bool = DEFAULTS["DASHBOARD_WS_COMPRESSION"]
+    lean_sockets: bool = DEFAULTS["DASHBOARD_WS_LEAN_SOCKETS"]
     auth_timeout: float = DEFAULTS["DASHBOARD_WS_AUTH_TIMEOUT"]
     max_client_events: int = DEFAULTS["DASHBOARD_WS_MAX_CLIENT_EVENTS"]
     max_inbound_bytes: int = DEFAULTS["DASHBOARD_WS_MAX_INBOUND_BYTES"]
@@ -200,6 +202,7 @@ def load_settings(app: Flask) -> Settings:
         ),
         **_gc_intervals(config["DASHBOARD_WS_GC_FREEZE_INTERVAL"], config["DASHBOARD_WS_GC_RECLAIM_INTERVAL"]),
         compression=_boolean("DASHBOARD_WS_COMPRESSION", config["DASHBOARD_WS_COMPRESSION"]),
+        lean_sockets=_boolean("DASHBOARD_WS_LEAN_SOCKETS", config["DASHBOARD_WS_LEAN_SOCKETS"]),
         auth_timeout=_seconds("DASHBOARD_WS_AUTH_TIMEOUT", config["DASHBOARD_WS_AUTH_TIMEOUT"]),
         max_client_events=_count("DASHBOARD_WS_MAX_CLIENT_EVENTS", config["DASHBOARD_WS_MAX_CLIENT_EVENTS"], 0),
         max_inbound_bytes=_count("DASHBOARD_WS_MAX_INBOUND_BYTES", config["DASHBOARD_WS_MAX_INBOUND_BYTES"], 1024),

@@ -40,6 +40,7 @@ from engineio.exceptions import SocketIsClosedError
 from .config import Settings
 from .expiry import ExpiryWatcher
 from .log import logger
+from .sockets import Heartbeat, adopt
 
 # Closing reasons, as counted and logged.
 AUTH_TIMEOUT = "auth_timeout"
@@ -98,6 +99,7 @@ class SessionGuard:
         self._logged: dict[str, tuple[float, int]] = {}  # reason: (when last logged, occurrences since)
         self._closing: dict[str, str] = {}  # sessions this guard closed, until their disconnect: why ("limit")
         self.draining = False  # set by drain(): new sessions are refused with 503
+        self.heartbeat = Heartbeat(self.eio) if settings.lean_sockets else None
 
     def install(self) -> None:
         """Take over python-socketio's engine.io handlers; a second call (another app, same server) does nothing."""
@@ -112,6 +114,8 @@ class SessionGuard:
         self.eio.on("message", self.on_message)
         self.eio.on("disconnect", self.on_disconnect)
         self.eio.send_packet = self.send_packet
+        if self.heartbeat is not None:
+            self.eio.start_service_task = False  # the heartbeat closes sockets whose pong is late (sockets.py)
 
     def closed_for(self, eio_sid: str | None) -> str | None:
         """Why this guard closed the session (``"limit"``, ``"drained"``) while its disconnect is handled, else None."""
@@ -134,6 +138,9 @@ class SessionGuard:
     # engine.io events
 
     def on_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        socket = self.eio.sockets.get(eio_sid)
+        if self.heartbeat is not None and socket is not None:
+            adopt(socket, self.heartbeat)
         result = self._on_connect(eio_sid, environ)
         deadline = time.time() + self.auth_timeout
         self._pending[eio_sid] = deadline

@@ -69,10 +69,12 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
     @app.post("/api/bursts")
     @jwt_required()
     def burst() -> Any:
-        """``count`` error events of ``size`` characters at once, without yielding: a backlog for a slow reader."""
-        message = "x" * int(request.args["size"])
-        for _ in range(int(request.args["count"])):
-            dashboard.emit_error(get_jwt_identity(), "BURST", message, defer=False)
+        """``count`` error events of ``size`` characters at once, without yielding: a backlog for a slow reader.
+
+        Each message starts with its index (8 digits), so that a test can check their order."""
+        filler = "x" * max(0, int(request.args["size"]) - 8)
+        for index in range(int(request.args["count"])):
+            dashboard.emit_error(get_jwt_identity(), "BURST", f"{index:08d}{filler}", defer=False)
         return jsonify(sent=int(request.args["count"]))
 
     @app.post("/api/test/drain")

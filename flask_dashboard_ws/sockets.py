@@ -1,0 +1,286 @@
+"""Lean engine.io sockets: one heartbeat task per process, and sends written in place.
+
+python-engineio gives every WebSocket two green threads besides the one reading it: a writer, parked on the
+socket's queue with a 45 s timeout armed again at each wake-up, and a ping task, spawned again after every
+pong to sleep for the ping interval; its service task also wakes once per socket per ping timeout to check
+for a late pong. At 19,500 sockets that is ~16 KB of parked stacks per socket and ~2,000 wake-ups a second
+while nothing happens, and each delivered event costs a queue put, a switch to the writer and a timer.
+
+:class:`LeanSocket` keeps engine.io's protocol and replaces that machinery under eventlet and gevent:
+
+* an event is framed once per emit (python-socketio shares one engine.io packet among a room's sockets: all
+  the tabs of a user) and written by the emitting green thread straight to the non-blocking socket while
+  nothing is waiting to go out on it. Only when the kernel's buffer is full does a writer green thread
+  start; it sends what is left, in order, then ends. A slow reader still fills the socket's queue, which
+  ``DASHBOARD_WS_MAX_OUTGOING_BYTES`` bounds as before;
+* :class:`Heartbeat`, one task per engine.io server, pings the sockets that are due and closes those whose
+  pong is late, which also makes engine.io's service task unnecessary.
+
+Green threads do not switch between checking that nothing is pending and the non-blocking write, so the
+order of a socket's packets is kept without a lock. Sockets reached by long-polling, upgraded from it, or
+served by simple-websocket (the threading mode) keep engine.io's queue and writer; every socket uses the
+heartbeat. engine.io creates its sockets itself (``socket.Socket(self, sid)``) with no factory to pass, so
+:func:`adopt` gives a new socket this class from the server's ``connect`` event, before any transport runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+import threading
+import time
+from typing import Any
+
+from engineio import packet as eio_packet
+from engineio.exceptions import SocketIsClosedError, UnknownPacketError
+from engineio.socket import Socket
+
+# Shortest sleep of the heartbeat task: pings due within it go out together (at most this late).
+HEARTBEAT_TICK = 0.05
+
+# The attribute of an engine.io packet that holds its WebSocket frame, built once for all its recipients.
+_FRAME = "_dashboard_ws_frame"
+
+
+def frame(pkt: Any) -> bytes:
+    """The WebSocket frame (RFC 6455, unmasked, one fragment) of an engine.io packet, cached on the packet."""
+    cached = getattr(pkt, _FRAME, None)
+    if cached is not None:
+        return cached
+    encoded = pkt.encode()
+    if isinstance(encoded, str):
+        payload, opcode = encoded.encode("utf-8"), 0x81  # FIN + text
+    else:
+        payload, opcode = bytes(encoded), 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        header = bytes((opcode, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", opcode, 127, size)
+    data = header + payload
+    setattr(pkt, _FRAME, data)
+    return data
+
+
+def sockets_of(ws: Any) -> tuple[Any, Any] | None:
+    """The green socket under an engine.io WebSocket and its non-blocking OS socket, if it can be written in place.
+
+    eventlet's ``RFC6455WebSocket`` and gevent-websocket's ``WebSocket`` (behind engine.io's wrapper) qualify
+    when no extension was negotiated (the extension declines compression). Anything else returns None.
+    """
+    if getattr(ws, "extensions", None) or getattr(ws, "_deflate_enc", None):
+        return None
+    inner = getattr(ws, "_sock", None)
+    handler = getattr(inner, "handler", None)
+    green = getattr(handler, "socket", None) if handler is not None else getattr(ws, "socket", None)
+    raw = getattr(green, "fd", None) or getattr(green, "_sock", None)  # eventlet's GreenSocket, gevent's socket
+    if raw is None or not hasattr(raw, "send") or raw.gettimeout() != 0.0:
+        return None
+    return green, raw
+
+
+class Heartbeat:
+    """Pings every socket of one engine.io server when due and closes those whose pong is late, in one task.
+
+    Every socket waits the same ``ping_interval`` for its next ping and the same ``ping_timeout`` for its pong,
+    so appending to a deque keeps each in due order, and the task sleeps until the first entry is due.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._pings: collections.deque[tuple[float, Socket]] = collections.deque()
+        self._pongs: collections.deque[tuple[float, Socket, float]] = collections.deque()
+        self._start_lock = threading.Lock()
+        self._task: Any = None
+
+    def schedule(self, socket: Socket) -> None:
+        """Ping ``socket`` one ping interval from now."""
+        self._pings.append((time.monotonic() + self.server.ping_interval, socket))
+        if self._task is None:
+            with self._start_lock:
+                if self._task is None:
+                    self._task = self.server.start_background_task(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self.server.sleep(self._beat(time.monotonic()))
+
+    def _beat(self, now: float) -> float:
+        """Send the pings due, close the sockets whose pong is late; the seconds until the next entry is due."""
+        pings, pongs = self._pings, self._pongs
+        while pings and pings[0][0] <= now:
+            self._ping(pings.popleft()[1], now)
+        while pongs and pongs[0][0] <= now:
+            _, socket, sent = pongs.popleft()
+            if socket.last_ping == sent:
+                self._gone(socket)
+        heads = [entries[0][0] for entries in (pings, pongs) if entries]
+        wait = min(heads) - now if heads else min(self.server.ping_interval, self.server.ping_timeout)
+        return max(HEARTBEAT_TICK, wait)
+
+    def _ping(self, socket: Socket, now: float) -> None:
+        if socket.closing or socket.closed:
+            return
+        socket.last_ping = sent = time.time()
+        self._pongs.append((now + self.server.ping_timeout, socket, sent))
+        try:
+            socket.send(eio_packet.Packet(eio_packet.PING))
+        except Exception as exc:  # a socket closing meanwhile; one socket must not stop the heartbeat
+            self.server.logger.info("%s: ping not sent: %s", socket.sid, exc)
+
+    def _gone(self, socket: Socket) -> None:
+        """engine.io's ping timeout: the CLOSE packet puts a half-open connection in its right state."""
+        if socket.closing or socket.closed:
+            return
+        self.server.logger.info("%s: Client is gone, closing socket", socket.sid)
+        socket.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
+        if not socket.upgraded:  # a polling client that went away: no request will come to remove it
+            self.server.sockets.pop(socket.sid, None)
+
+
+class LeanSocket(Socket):
+    """engine.io's socket, pinged by the :class:`Heartbeat` and written in place on a direct WebSocket."""
+
+    heartbeat: Heartbeat
+    # Set while a direct WebSocket is open: the green socket (blocking writes) and the OS socket under it.
+    _green: Any = None
+    _raw: Any = None
+    _ws: Any = None
+    _partial = b""  # the rest of a frame the OS socket took only in part; it goes out first
+    _writer: Any = None  # the writer task, while one runs
+    _ws_closed = False
+
+    def schedule_ping(self) -> None:
+        if self.last_ping:  # as engine.io: one ping waiting at a time, rescheduled by its pong
+            self.last_ping = None
+            self.heartbeat.schedule(self)
+
+    def send(self, pkt: Any) -> None:
+        if self._raw is None:
+            super().send(pkt)
+            return
+        if not self.check_ping_timeout():
+            return
+        self.server.logger.info("%s: Sending packet %s data %s", self.sid, eio_packet.packet_names[pkt.packet_type],
+                                pkt.data if not isinstance(pkt.data, bytes) else "<binary>")
+        if self._writer is not None or self._partial or self.queue.qsize():
+            self.queue.put(pkt)
+            return
+        data = frame(pkt)
+        try:
+            sent = self._raw.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the connection is gone: the writer's blocking send fails too, and ends the transport
+            self.queue.put(pkt)
+            self._start_writer()
+            return
+        if sent < len(data):
+            self._partial = data[sent:]
+            self._start_writer()
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self._raw is None:
+            super().close(wait=wait, abort=abort, reason=reason)
+            return
+        if self.closed or self.closing:
+            return
+        super().close(wait=False, abort=abort, reason=reason)  # the CLOSE packet, then None: the end of the queue
+        self._start_writer()
+        if wait:
+            self.queue.join()
+
+    def _start_writer(self) -> Any:
+        if self._writer is None:
+            self._writer = self.server.start_background_task(self._write_backlog)
+        return self._writer
+
+    def _write_backlog(self) -> None:
+        """Send the rest of a partly sent frame, then the queue, with blocking writes; close the WebSocket at None.
+
+        The queue is emptied even when the WebSocket has closed, so that ``close(wait=True)`` returns.
+        """
+        queue_empty = self.server.get_queue_empty_exception()
+        try:
+            while True:
+                if self._partial and not self._ws_closed:
+                    self._green.sendall(self._partial)
+                self._partial = b""
+                try:
+                    pkt = self.queue.get(block=False)
+                except queue_empty:
+                    return
+                self.queue.task_done()
+                if pkt is None:
+                    self._close_ws()
+                    return
+                if not self._ws_closed:  # else it is dropped, as a closed transport drops it
+                    self._green.sendall(frame(pkt))
+        except Exception:  # as engine.io's writer: a failed send ends the transport
+            self._partial = b""
+            self._close_ws()
+        finally:
+            self._writer = None
+
+    def _close_ws(self) -> None:
+        if not self._ws_closed:
+            self._ws_closed = True
+            try:
+                self._ws.close()
+            except Exception:  # already closed by the client
+                pass
+
+    def _websocket_handler(self, ws: Any) -> list[Any]:
+        sockets = None if self.connected else sockets_of(ws)
+        if sockets is None:  # an upgrade from long-polling, or a WebSocket that cannot be written in place
+            return super()._websocket_handler(ws)
+        timeout = self.server.ping_interval + self.server.ping_timeout
+        sockets[0].settimeout(timeout)  # as engine.io: blocking reads and writes end after a silent ping cycle
+        self.connected = self.upgraded = True
+        self._ws = ws
+        self._green, self._raw = sockets
+        if self.queue.qsize():  # the OPEN packet, queued before the transport existed
+            self._start_writer()
+        self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
+        self._read(ws)
+        if not self._ws_closed:
+            self.queue.put(None)  # as engine.io: what is queued goes out, then the WebSocket closes
+            writer = self._start_writer()
+            writer.join()
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _read(self, ws: Any) -> None:
+        """engine.io's read loop: every packet the client sends, until it closes or sends one too large."""
+        limit = self.server.max_http_buffer_size
+        while True:
+            try:
+                data = ws.wait()
+                if data and len(data) > limit:
+                    raise ValueError("packet is too large")
+            except Exception as exc:
+                if not self.closed:
+                    self.server.logger.info('%s: Unexpected error "%s", closing connection', self.sid, str(exc))
+                return
+            if data is None:  # closed by the client
+                return
+            try:
+                self.receive(eio_packet.Packet(encoded_packet=data))
+            except UnknownPacketError:
+                pass
+            except SocketIsClosedError:
+                self.server.logger.info("Receive error -- socket is closed")
+                return
+            except Exception:
+                self.server.logger.exception("Unknown receive error")
+                return
+
+
+def adopt(socket: Socket, heartbeat: Heartbeat) -> None:
+    """Make a socket that engine.io has just created a :class:`LeanSocket` of ``heartbeat``'s server."""
+    if type(socket) is Socket:
+        socket.__class__ = LeanSocket
+    if isinstance(socket, LeanSocket):
+        socket.heartbeat = heartbeat

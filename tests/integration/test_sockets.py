@@ -1,0 +1,94 @@
+"""flask_dashboard_ws.sockets against a real server: in-place sends that fall back to a writer, and the heartbeat.
+
+Raw WebSockets (websocket-client) speak engine.io by hand, so that a test decides when the client reads and
+whether it answers pings. Every async mode runs them: threading keeps engine.io's writer, and must behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from tests.integration.test_limits import PollingSession, RawSession
+from tests.live_server import EVENT_TIMEOUT, HTTP_TIMEOUT, NAMESPACE, new_user
+
+pytestmark = pytest.mark.live
+
+# The smallest ping interval engine.io can advertise (it sends whole seconds), and a short timeout.
+FAST_PINGS = {"DASHBOARD_WS_SOCKETIO_OPTIONS": {"ping_interval": 1, "ping_timeout": 1}}
+
+
+def kernel_buffers() -> int:
+    """The most a loopback connection can hold in its sender's and receiver's kernel buffers together."""
+    sizes = []
+    for name in ("tcp_wmem", "tcp_rmem"):
+        with open(f"/proc/sys/net/ipv4/{name}") as limits:
+            sizes.append(int(limits.read().split()[2]))
+    return sum(sizes)
+
+
+def test_a_burst_larger_than_the_kernel_buffers_arrives_whole_and_in_order(start_server: Any) -> None:
+    """The first events are written in place; once the socket would block, the rest wait and go out in order."""
+    size = 50_000
+    count = 2 * kernel_buffers() // size + 1
+    server = start_server({"DASHBOARD_WS_MAX_OUTGOING_BYTES": 4 * count * size})
+    token = server.token(new_user())
+    reader = RawSession(server)
+    assert reader.connect(token).startswith(f"40{NAMESPACE},")
+    response = requests.post(f"{server.url}/api/bursts?count={count}&size={size}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200  # the view returned: the server did not wait for this client to read
+    indexes = []
+    while len(indexes) < count:
+        packet = reader.next_packet()
+        assert packet.startswith(f'42{NAMESPACE},["dashboard:error"'), packet[:80]
+        message = json.loads(packet[len(f"42{NAMESPACE},"):])[1]["payload"]["message"]
+        indexes.append(int(message[:8]))
+    assert indexes == list(range(count))
+
+
+def test_a_socket_that_answers_pings_is_kept(start_server: Any) -> None:
+    server = start_server(FAST_PINGS)
+    token = server.token(new_user())
+    session = RawSession(server)
+    assert session.connect(token).startswith(f"40{NAMESPACE},")
+    pings = 0
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while pings < 4 and time.monotonic() < deadline:  # 4 s of pings: two whole ping cycles past the timeout
+        assert session.ws.recv() == "2"
+        session.ws.send("3")
+        pings += 1
+    assert pings == 4
+    event = server.emitted("POST", "/api/dashboard/errors", token, {"code": "X", "message": "still here"})
+    assert json.loads(session.next_packet()[len(f"42{NAMESPACE},"):]) == ["dashboard:error", event]
+
+
+def test_a_socket_that_does_not_answer_a_ping_is_closed_after_the_ping_timeout(start_server: Any) -> None:
+    server = start_server(FAST_PINGS)
+    session = RawSession(server)
+    assert session.connect(server.token(new_user())).startswith(f"40{NAMESPACE},")
+    assert session.ws.recv() == "2"
+    pinged = time.monotonic()
+    session.ws.settimeout(EVENT_TIMEOUT)
+    try:
+        while session.ws.recv():  # engine.io sends nothing more: at a ping timeout its CLOSE packet is not sent
+            pass
+    except (websocket.WebSocketConnectionClosedException, OSError):
+        pass  # the close frame, or the connection dropped
+    assert time.monotonic() - pinged >= 0.9  # not before the 1 s ping timeout (a tick of slack)
+    server.wait_for_state(connections=0, sessions=0)
+
+
+def test_a_polling_session_that_stops_polling_is_closed_and_forgotten(start_server: Any) -> None:
+    """No request will come to remove it: the heartbeat closes it, as engine.io's service task did."""
+    server = start_server({**FAST_PINGS, "DASHBOARD_WS_AUTH_TIMEOUT": 600.0})  # so that only the heartbeat closes it
+    server.wait_for_state(sessions=0)
+    PollingSession(server)  # it opens, and never polls again
+    assert server.state()["sessions"] == 1
+    server.wait_for_state(sessions=0)
+
