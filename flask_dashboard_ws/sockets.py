@@ -241,14 +241,14 @@ class LeanSocket(Socket):
         self.connected = self.upgraded = True
         self._ws = ws
         self._green, self._raw = sockets
-        if self.queue.qsize():  # the OPEN packet, queued before the transport existed
-            self._start_writer()
+        self._write_backlog()  # the OPEN packet, queued before the transport existed: sent by this green thread
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
         self._read(ws)
-        if not self._ws_closed:
-            self.queue.put(None)  # as engine.io: what is queued goes out, then the WebSocket closes
-            writer = self._start_writer()
-            writer.join()
+        self.queue.put(None)  # as engine.io: what is queued goes out, then the WebSocket closes
+        if self._writer is not None:
+            self._writer.join()
+        else:
+            self._write_backlog()
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         return []
 
