@@ -17,7 +17,7 @@ from typing import Any
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker as _GeventWebSocketWorker
 from gunicorn.workers.ggevent import PyWSGIServer
 
-from .serving import refuses_before_upgrade
+from .serving import gevent_handler, refuses_before_upgrade
 
 
 class GatedServer(PyWSGIServer):
@@ -28,6 +28,8 @@ class GatedServer(PyWSGIServer):
 
 
 class GeventWebSocketWorker(_GeventWebSocketWorker):
-    """``geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` with :class:`GatedServer`."""
+    """``geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` with :class:`GatedServer`, and the handler's
+    read buffer as small as ``DashboardRealtime.run`` makes it."""
 
     server_class = GatedServer
+    wsgi_handler = gevent_handler()

@@ -1,5 +1,9 @@
 """Serving the app as installed: WebSocket compression declined, and ``DashboardRealtime.run``'s server.
 
+A WebSocket keeps its HTTP connection's file objects for its whole life without using them: eventlet's
+protocol buffers 8 KB for reading and 16 KB for writing, gevent's handler 8 KB for reading. The servers here
+make them :data:`CONNECTION_BUFFER` bytes (:func:`eventlet_protocol`, :func:`gevent_handler`).
+
 Every browser offers permessage-deflate, and eventlet's and simple-websocket's WebSockets accept it: each
 socket then keeps two zlib contexts (156 against 64 KB per socket at 5,000 eventlet sockets, and more CPU
 per handshake and per event; BENCHMARKS.md). Dashboard events are small JSON, so compression buys little.
@@ -13,7 +17,7 @@ from __future__ import annotations
 import resource
 import socket
 from collections.abc import Callable, Iterable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from .log import logger
@@ -24,6 +28,10 @@ BACKLOG = socket.SOMAXCONN if socket.SOMAXCONN > 128 else 4096
 
 # eventlet.wsgi's default max_size is 1,024 concurrent connections; each socket is one.
 MAX_CONNECTIONS = 100_000
+
+# The read and write buffers of one connection's file objects. An HTTP request's line and headers are read
+# through it (a handshake is under 2 KB); a larger write goes straight to the socket.
+CONNECTION_BUFFER = 1024
 
 
 class DeclineCompression:
@@ -54,6 +62,7 @@ def serve_eventlet(app: Any, host: str, port: int, backlog: int, **kwargs: Any) 
 
     kwargs.setdefault("log_output", False)
     kwargs.setdefault("max_size", MAX_CONNECTIONS)
+    kwargs.setdefault("protocol", eventlet_protocol())
     listener = eventlet.listen((host, port), backlog=backlog)
     _log_serving("eventlet", host, listener.getsockname()[1], backlog)
     eventlet.wsgi.server(listener, app, **kwargs)
@@ -64,9 +73,7 @@ def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) ->
     from gevent import pywsgi
 
     try:  # engine.io uses gevent-websocket when it is installed, and it needs its handler
-        from geventwebsocket.handler import WebSocketHandler
-
-        kwargs.setdefault("handler_class", WebSocketHandler)
+        kwargs.setdefault("handler_class", gevent_handler())
     except ImportError:
         pass
     kwargs.setdefault("log", None)
@@ -75,6 +82,31 @@ def serve_gevent(app: Any, host: str, port: int, backlog: int, **kwargs: Any) ->
     server.start()
     _log_serving("gevent", host, server.server_port, backlog)
     server.serve_forever()
+
+
+@cache
+def eventlet_protocol() -> type:
+    """eventlet's HTTP protocol with :data:`CONNECTION_BUFFER`-byte buffers (imported only when serving with it)."""
+    from eventlet.wsgi import HttpProtocol
+
+    class SmallBufferProtocol(HttpProtocol):
+        rbufsize = wbufsize = CONNECTION_BUFFER
+
+    return SmallBufferProtocol
+
+
+@cache
+def gevent_handler() -> type:
+    """gevent-websocket's handler, reading through a :data:`CONNECTION_BUFFER`-byte buffer."""
+    from geventwebsocket.handler import WebSocketHandler
+
+    class SmallBufferWebSocketHandler(WebSocketHandler):
+        def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
+            super().__init__(sock, address, server, rfile)
+            if rfile is None:  # gevent made one with an 8 KB buffer, released with its last reference
+                self.rfile = sock.makefile("rb", CONNECTION_BUFFER)
+
+    return SmallBufferWebSocketHandler
 
 
 def refuses_before_upgrade(app: Any, handler: Any) -> bool:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import resource
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from flask_dashboard_ws.serving import BACKLOG, DeclineCompression, raise_open_files_limit
+from flask_dashboard_ws.serving import (
+    BACKLOG,
+    CONNECTION_BUFFER,
+    DeclineCompression,
+    eventlet_protocol,
+    gevent_handler,
+    raise_open_files_limit,
+)
 from tests.live_server import LiveServer, new_user
 
 OFFER = "permessage-deflate; client_max_window_bits"
@@ -41,6 +50,27 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit():
         assert limit == hard or hard == resource.RLIM_INFINITY
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_eventlets_protocol_buffers_a_connection_in_small_buffers():
+    assert eventlet_protocol().rbufsize == eventlet_protocol().wbufsize == CONNECTION_BUFFER
+
+
+def test_gevents_handler_reads_a_connection_through_a_small_buffer():
+    """``sys.getsizeof`` of a buffered file counts its buffer: gevent's own handler holds 8 KB more."""
+    pytest.importorskip("geventwebsocket")
+    import gevent.socket
+    from geventwebsocket.handler import WebSocketHandler
+
+    left, right = socket.socketpair()
+    with left, right:
+        sock = gevent.socket.socket(fileno=left.detach())
+        small = gevent_handler()(sock, ("127.0.0.1", 1), None)
+        stock = WebSocketHandler(sock, ("127.0.0.1", 1), None)
+        assert sys.getsizeof(stock.rfile) - sys.getsizeof(small.rfile) == 8192 - CONNECTION_BUFFER
+        right.sendall(b"GET / HTTP/1.1\r\n")
+        assert small.rfile.readline() == b"GET / HTTP/1.1\r\n"
+        sock.close()
 
 
 def listen_backlog(port: int) -> int:
