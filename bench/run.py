@@ -54,7 +54,8 @@ PYTHON = sys.executable
 NODE = shutil.which("node") or "node"
 # ext-redisN: N processes sharing Redis with per-user channels; ext-redisN-shared: with the one shared channel.
 REDIS_GROUPS = {f"ext-redis{n}{mode}": (n, mode or "-user") for n in (1, 2, 4) for mode in ("", "-shared")}
-# ext-stock, ext-gevent-stock: the same with DASHBOARD_WS_LEAN_SOCKETS off (engine.io's own writer and ping tasks).
+# ext-stock, ext-gevent-stock: the same as before issue #14: DASHBOARD_WS_LEAN_SOCKETS off (engine.io's own writer
+# and ping tasks) and the WSGI servers' own connection buffers (ext_app.py --stock-server).
 SERVER_KINDS = ("ext", "ext-defaults", "ext-gevent", "ext-threading", "ext-stock", "ext-gevent-stock", *REDIS_GROUPS,
                 "naive", "asgi", "node")
 SERVER_LABELS = {
@@ -141,7 +142,7 @@ class Server:
             if variant != kind:
                 config = json.dumps({**json.loads(config), "DASHBOARD_WS_LEAN_SOCKETS": False})
             cmd = [PYTHON, str(BENCH / "servers/ext_app.py"), "--mode", mode, "--log", args.ext_log,
-                   "--config", config]
+                   "--config", config] + (["--stock-server"] if variant != kind else [])
         elif kind == "naive":
             cmd = [PYTHON, str(BENCH / "baselines/naive_app.py")]
         elif kind == "asgi":
@@ -529,9 +530,14 @@ class Bench:
         return result
 
     def idle_phase(self, connections: int, duration: float) -> dict[str, Any]:
+        profile = None
+        if self.args.profile_idle and connections == max(self.args.levels) and self.kind in self.args.profile_servers:
+            profile = self.profiler(f"idle{connections}")
         cpu0, busy0, t0 = self.server.cpu(), system_busy(), time.monotonic()
         time.sleep(duration)
         cpu1, busy1, t1 = self.server.cpu(), system_busy(), time.monotonic()
+        if profile:
+            profile.stop()
         result = {"connections": connections, "duration_s": round(t1 - t0, 2),
                   "server_cpu_pct": round((cpu1 - cpu0) / (t1 - t0) * 100, 2),
                   "machine_busy_pct": round((busy1 - busy0) / (t1 - t0) * 100, 1)}
@@ -908,6 +914,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="py-spy the connect ramp, one emit rate and the view phase")
     p.add_argument("--profile-servers", default="ext", help="servers to profile with --profile (comma-separated)")
     p.add_argument("--profile-rate", type=float, default=1000)
+    p.add_argument("--profile-idle", action="store_true", help="py-spy the idle phase at the top level (--profile-servers)")
     p.add_argument("--server-cpu", type=int, help="pin every server process to this CPU (e.g. 1)")
     p.add_argument("--node-args", default="", help="extra node options for the Node server, e.g. --cpu-prof")
     p.add_argument("--skip-emits", action="store_true", help="only the connect ramp and the idle CPU")

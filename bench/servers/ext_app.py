@@ -25,6 +25,7 @@ parser.add_argument("--log", choices=("info", "default", "off"), default="info")
 parser.add_argument("--log-file", default=os.devnull)
 parser.add_argument("--config", default="{}", help="JSON object of extra app.config values")
 parser.add_argument("--port", type=int, default=0)
+parser.add_argument("--stock-server", action="store_true", help="eventlet's or gevent-websocket's own connection buffers")
 args = parser.parse_args()
 
 # Monkey patching comes before any other import, as Flask-SocketIO documents.
@@ -58,6 +59,7 @@ from common import (  # noqa: E402
     raise_nofile_limit,
 )
 from flask_dashboard_ws import DashboardRealtime  # noqa: E402
+from flask_dashboard_ws.serving import eventlet_protocol, gevent_handler  # noqa: E402
 
 if args.log == "info":
     structlog.configure(
@@ -117,7 +119,9 @@ def serve_eventlet(port: int) -> None:
 
     sock = eventlet.listen(("127.0.0.1", port), backlog=LISTEN_BACKLOG)
     announce(sock.getsockname()[1])
-    eventlet.wsgi.server(sock, app, log_output=False, max_size=EVENTLET_MAX_SIZE)
+    # The protocol dashboard.run serves with (1 KB connection buffers); --stock-server: eventlet's own.
+    protocol = eventlet.wsgi.HttpProtocol if args.stock_server else eventlet_protocol()
+    eventlet.wsgi.server(sock, app, log_output=False, max_size=EVENTLET_MAX_SIZE, protocol=protocol)
 
 
 def serve_gevent(port: int) -> None:
@@ -131,7 +135,9 @@ def serve_gevent(port: int) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(LISTEN_BACKLOG)
     announce(sock.getsockname()[1])
-    pywsgi.WSGIServer(sock, app, handler_class=WebSocketHandler, log=None).serve_forever()
+    # The handler dashboard.run serves with (a 1 KB read buffer); --stock-server: gevent-websocket's own.
+    handler = WebSocketHandler if args.stock_server else gevent_handler()
+    pywsgi.WSGIServer(sock, app, handler_class=handler, log=None).serve_forever()
 
 
 def serve_threading(port: int) -> None:
