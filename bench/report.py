@@ -213,7 +213,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
             points: dict[float, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
             for run in results["servers"][s]["runs"]:
                 for lat in _emit_phases(run):
-                    if lat["tabs"] != tabs or lat["max_batch"] == 1 or lat["users"] != results["config"]["latency_users"] // (tabs if tabs > 1 else 1):
+                    if lat["tabs"] != tabs or lat["max_batch"] == 1 or lat["users"] != _users_with(results["config"], tabs):
                         continue
                     for key, _, _ in styles:
                         if lat[key] is not None:
@@ -239,6 +239,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _users_with(config: dict[str, Any], tabs: int) -> int:
+    """The users of the emit phases with ``tabs`` sockets each (the multi-tab test's: --tab-users)."""
+    if tabs == 1:
+        return config["latency_users"]
+    return config.get("tab_users") or config["latency_users"] // tabs
 
 
 def _emit_phases(run: dict[str, Any]) -> list[dict[str, Any]]:
