@@ -165,8 +165,8 @@ class LeanSocket(Socket):
             return
         self.server.logger.info("%s: Sending packet %s data %s", self.sid, eio_packet.packet_names[pkt.packet_type],
                                 pkt.data if not isinstance(pkt.data, bytes) else "<binary>")
-        if self._writer is not None or self._partial or self.queue.qsize():
-            self.queue.put(pkt)
+        if self._writer is not None or self._partial or self.queue.qsize() or self._ws_closed:
+            self.queue.put(pkt)  # behind what waits, in order; after the WebSocket closed, dropped by the writer
             return
         data = frame(pkt)
         try:
@@ -239,9 +239,11 @@ class LeanSocket(Socket):
         timeout = self.server.ping_interval + self.server.ping_timeout
         sockets[0].settimeout(timeout)  # as engine.io: blocking reads and writes end after a silent ping cycle
         self.connected = self.upgraded = True
-        self._ws = ws
-        self._green, self._raw = sockets
-        self._write_backlog()  # the OPEN packet, queued before the transport existed: sent by this green thread
+        self._ws, self._green = ws, sockets[0]
+        # The OPEN packet, queued before the transport existed, goes out from this green thread; sends meanwhile
+        # are queued behind it (engine.io's send, as _raw is not set yet) and go out in the same loop.
+        self._write_backlog()
+        self._raw = sockets[1]
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
         self._read(ws)
         self.queue.put(None)  # as engine.io: what is queued goes out, then the WebSocket closes
