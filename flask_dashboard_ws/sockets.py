@@ -29,6 +29,7 @@ import collections
 import struct
 import threading
 import time
+from socket import SHUT_RDWR
 from typing import Any
 
 from engineio import packet as eio_packet
@@ -37,6 +38,9 @@ from engineio.socket import Socket
 
 # Shortest sleep of the heartbeat task: pings due within it go out together (at most this late).
 HEARTBEAT_TICK = 0.05
+
+# A WebSocket close frame without a status (RFC 6455: FIN + opcode 8, no payload).
+CLOSE_FRAME = b"\x88\x00"
 
 # The attribute of an engine.io packet that holds its WebSocket frame, built once for all its recipients.
 _FRAME = "_dashboard_ws_frame"
@@ -147,7 +151,6 @@ class LeanSocket(Socket):
     # Set while a direct WebSocket is open: the green socket (blocking writes) and the OS socket under it.
     _green: Any = None
     _raw: Any = None
-    _ws: Any = None
     _partial = b""  # the rest of a frame the OS socket took only in part; it goes out first
     _writer: Any = None  # the writer task, while one runs
     _ws_closed = False
@@ -225,12 +228,22 @@ class LeanSocket(Socket):
             self._writer = None
 
     def _close_ws(self) -> None:
-        if not self._ws_closed:
-            self._ws_closed = True
-            try:
-                self._ws.close()
-            except Exception:  # already closed by the client
-                pass
+        """Send the WebSocket's close frame and shut the connection down both ways, which wakes the reader.
+
+        Not ``ws.close()``: eventlet's closes the file descriptor under the reader parked on it, which epoll
+        then never wakes (until the 45 s timeout). The WSGI server closes it once the reader has returned.
+        """
+        if self._ws_closed:
+            return
+        self._ws_closed = True
+        try:
+            self._green.sendall(CLOSE_FRAME)
+        except OSError:  # the client closed it first
+            pass
+        try:
+            self._raw.shutdown(SHUT_RDWR)
+        except OSError:
+            pass
 
     def _websocket_handler(self, ws: Any) -> list[Any]:
         sockets = None if self.connected else sockets_of(ws)
@@ -239,7 +252,7 @@ class LeanSocket(Socket):
         timeout = self.server.ping_interval + self.server.ping_timeout
         sockets[0].settimeout(timeout)  # as engine.io: blocking reads and writes end after a silent ping cycle
         self.connected = self.upgraded = True
-        self._ws, self._green = ws, sockets[0]
+        self._green = sockets[0]
         # The OPEN packet, queued before the transport existed, goes out from this green thread; sends meanwhile
         # are queued behind it (engine.io's send, as _raw is not set yet) and go out in the same loop.
         self._write_backlog()
