@@ -15,16 +15,16 @@ import pytest
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 
-from flask_dashboard_ws.sockets import HEARTBEAT_TICK, Heartbeat, LeanSocket, adopt, frame
+from flask_dashboard_ws.sockets import CLOSE_FRAME, HEARTBEAT_TICK, Heartbeat, LeanSocket, adopt, frame
 
 
-def eventlet_frame(message: str | bytes) -> bytes:
+def eventlet_frame(message: str | bytes, **kwargs: Any) -> bytes:
     """The frame eventlet's own WebSocket builds for ``message`` (a server's: unmasked, no extension)."""
     from eventlet.websocket import RFC6455WebSocket
 
     left, right = socket.socketpair()
     try:
-        return RFC6455WebSocket(left, {}, version=13)._pack_message(message)
+        return RFC6455WebSocket(left, {}, version=13)._pack_message(message, **kwargs)
     finally:
         left.close()
         right.close()
@@ -36,6 +36,10 @@ def test_a_frame_is_what_eventlets_websocket_would_send(size: int, binary: bool)
     data: str | bytes = b"\xff" * size if binary else "é" * (size // 2) + "x" * (size % 2)
     pkt = eio_packet.Packet(eio_packet.MESSAGE, data)
     assert frame(pkt) == eventlet_frame(pkt.encode())
+
+
+def test_the_close_frame_is_eventlets_without_a_status() -> None:
+    assert CLOSE_FRAME == eventlet_frame("", control_code=8)
 
 
 def test_a_packet_is_framed_once_for_all_its_recipients() -> None:
