@@ -195,10 +195,9 @@ class LeanSocket(Socket):
         if wait:
             self.queue.join()
 
-    def _start_writer(self) -> Any:
+    def _start_writer(self) -> None:
         if self._writer is None:
             self._writer = self.server.start_background_task(self._write_backlog)
-        return self._writer
 
     def _write_backlog(self) -> None:
         """Send the rest of a partly sent frame, then the queue, with blocking writes; close the WebSocket at None.
