@@ -74,7 +74,7 @@ def sockets_of(ws: Any) -> tuple[Any, Any] | None:
     eventlet's ``RFC6455WebSocket`` and gevent-websocket's ``WebSocket`` (behind engine.io's wrapper) qualify
     when no extension was negotiated (the extension declines compression). Anything else returns None.
     """
-    if getattr(ws, "extensions", None) or getattr(ws, "_deflate_enc", None):
+    if getattr(ws, "extensions", None):  # eventlet compresses with a negotiated permessage-deflate
         return None
     inner = getattr(ws, "_sock", None)
     handler = getattr(inner, "handler", None)
