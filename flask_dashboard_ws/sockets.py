@@ -15,6 +15,7 @@ while nothing happens, and each delivered event costs a queue put, a switch to t
   ``DASHBOARD_WS_MAX_OUTGOING_BYTES`` bounds as before;
 * :class:`Heartbeat`, one task per engine.io server, pings the sockets that are due and closes those whose
   pong is late, which also makes engine.io's service task unnecessary.
+* Nagle's algorithm is turned off on each WebSocket's connection (:func:`no_delay`), as Node's ``ws`` does.
 
 Green threads do not switch between checking that nothing is pending and the non-blocking write, so the
 order of a socket's packets is kept without a lock. Sockets reached by long-polling, upgraded from it, or
@@ -29,7 +30,7 @@ import collections
 import struct
 import threading
 import time
-from socket import SHUT_RDWR
+from socket import AF_INET, AF_INET6, IPPROTO_TCP, SHUT_RDWR, TCP_NODELAY
 from typing import Any
 
 from engineio import packet as eio_packet
@@ -68,21 +69,41 @@ def frame(pkt: Any) -> bytes:
     return data
 
 
-def sockets_of(ws: Any) -> tuple[Any, Any] | None:
-    """The green socket under an engine.io WebSocket and its non-blocking OS socket, if it can be written in place.
+def green_and_raw(ws: Any) -> tuple[Any, Any] | None:
+    """The green socket under an engine.io WebSocket and the OS socket under that, where they can be found.
 
-    eventlet's ``RFC6455WebSocket`` and gevent-websocket's ``WebSocket`` (behind engine.io's wrapper) qualify
-    when no extension was negotiated (the extension declines compression). Anything else returns None.
+    They can under eventlet's ``RFC6455WebSocket`` and gevent-websocket's ``WebSocket`` (behind engine.io's
+    wrapper); None elsewhere.
     """
-    if getattr(ws, "extensions", None):  # eventlet compresses with a negotiated permessage-deflate
-        return None
     inner = getattr(ws, "_sock", None)
     handler = getattr(inner, "handler", None)
     green = getattr(handler, "socket", None) if handler is not None else getattr(ws, "socket", None)
     raw = getattr(green, "fd", None) or getattr(green, "_sock", None)  # eventlet's GreenSocket, gevent's socket
-    if raw is None or not hasattr(raw, "send") or raw.gettimeout() != 0.0:
+    if raw is None or not hasattr(raw, "send"):
         return None
     return green, raw
+
+
+def sockets_of(ws: Any) -> tuple[Any, Any] | None:
+    """:func:`green_and_raw`, if the WebSocket can be written in place: no extension negotiated (the extension
+    declines compression) and a non-blocking OS socket. Anything else returns None."""
+    if getattr(ws, "extensions", None):  # eventlet compresses with a negotiated permessage-deflate
+        return None
+    sockets = green_and_raw(ws)
+    if sockets is None or sockets[1].gettimeout() != 0.0:
+        return None
+    return sockets
+
+
+def no_delay(ws: Any) -> None:
+    """Turn Nagle's algorithm off on a WebSocket's TCP connection, as Node's ``ws`` does.
+
+    Each event is written whole, so Nagle's algorithm coalesces nothing useful: it only holds a small frame
+    back while the previous one is unacknowledged, and the client's delayed ACK makes that up to 40 ms.
+    """
+    sockets = green_and_raw(ws)
+    if sockets is not None and sockets[1].family in (AF_INET, AF_INET6):
+        sockets[1].setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
 
 
 class Heartbeat:
@@ -245,6 +266,7 @@ class LeanSocket(Socket):
             pass
 
     def _websocket_handler(self, ws: Any) -> list[Any]:
+        no_delay(ws)
         sockets = None if self.connected else sockets_of(ws)
         if sockets is None:  # an upgrade from long-polling, or a WebSocket that cannot be written in place
             return super()._websocket_handler(ws)

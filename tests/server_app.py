@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
+from socket import IPPROTO_TCP, TCP_NODELAY
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -110,6 +111,8 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
             user_rooms=sum(1 for namespace in list(manager.rooms) for room in list(manager.rooms[namespace])
                            if isinstance(room, str) and room.startswith("user:")),
             limited=dict(ext.guard.counts),
+            no_delay=[socket._raw.getsockopt(IPPROTO_TCP, TCP_NODELAY) for socket in list(server.eio.sockets.values())
+                      if getattr(socket, "_raw", None) is not None],
         )
 
     @app.post("/api/mocs")

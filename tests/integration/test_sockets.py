@@ -92,3 +92,12 @@ def test_a_polling_session_that_stops_polling_is_closed_and_forgotten(start_serv
     assert server.state()["sessions"] == 1
     server.wait_for_state(sessions=0)
 
+
+
+def test_a_websocket_is_sent_on_without_nagles_algorithm(start_server: Any, async_mode: str) -> None:
+    """Else a small event waits for the ACK of the one before it, which the client may delay by 40 ms."""
+    server = start_server()
+    session = RawSession(server)
+    assert session.connect(server.token(new_user())).startswith(f"40{NAMESPACE},")
+    # threading: simple-websocket's socket keeps engine.io's writer, so the state sees no socket written in place
+    assert server.state()["no_delay"] == ([] if async_mode == "threading" else [1])
