@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .log import logger
+from .sockets import queued
 
 if TYPE_CHECKING:
     from .extension import DashboardState
@@ -77,7 +78,7 @@ def _open(guard: Any) -> int:
 def _unsent(sockets: dict[str, Any]) -> bool:
     """Whether a session the drain closed still has packets queued, its CLOSE at least: its writer, which
     closes the transport once it has sent them, has not run yet (the ``None`` that stops it does not count)."""
-    return any(pkt is not None for socket in sockets.values() for pkt in list(socket.queue.queue))
+    return any(pkt is not None for socket in sockets.values() for pkt in list(getattr(queued(socket), "queue", ())))
 
 
 def release_parked_readers() -> int:

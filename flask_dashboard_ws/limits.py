@@ -40,7 +40,7 @@ from engineio.exceptions import SocketIsClosedError
 from .config import Settings
 from .expiry import ExpiryWatcher
 from .log import logger
-from .sockets import Heartbeat, adopt
+from .sockets import Heartbeat, adopt, queued
 
 # Closing reasons, as counted and logged.
 AUTH_TIMEOUT = "auth_timeout"
@@ -184,9 +184,11 @@ class SessionGuard:
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None and not socket.closed:
             size = len(pkt.data) if isinstance(pkt.data, (str, bytes)) else 0  # a ping or a noop has no data
-            backlog = (self._backlog.get(eio_sid, 0) if socket.queue.qsize() else 0) + size
-            if backlog > self.max_outgoing_bytes and socket.queue.qsize() >= _BACKLOG_CHECK_FROM:
-                backlog = _queued_size(socket.queue) + size
+            waiting = queued(socket)
+            count = waiting.qsize() if waiting is not None else 0
+            backlog = (self._backlog.get(eio_sid, 0) if count else 0) + size
+            if backlog > self.max_outgoing_bytes and count >= _BACKLOG_CHECK_FROM:
+                backlog = _queued_size(waiting) + size
                 if backlog > self.max_outgoing_bytes:
                     self._backlog.pop(eio_sid, None)
                     self.close(eio_sid, SLOW_READER, drop_backlog=True, queued=backlog)
@@ -207,8 +209,9 @@ class SessionGuard:
             return
         self._record(reason, eio_sid=eio_sid, **fields)
         self._closing[eio_sid] = "limit"
-        if drop_backlog:
-            _empty(socket.queue, self.eio.get_queue_empty_exception())
+        waiting = queued(socket)
+        if drop_backlog and waiting is not None:
+            _empty(waiting, self.eio.get_queue_empty_exception())
         socket.close(wait=False, abort=drop_backlog, reason=self.eio.reason.SERVER_DISCONNECT)
 
     def _record(self, reason: str, **fields: Any) -> None:

@@ -21,6 +21,7 @@ from marshmallow import ValidationError
 
 from flask_dashboard_ws import DashboardRealtime, QueueUnavailable
 from flask_dashboard_ws.rooms import user_room
+from flask_dashboard_ws.sockets import queued
 
 # Shared by the server process and the tests. 64 bytes: PyJWT warns about shorter HS512 keys.
 JWT_SECRET = "flask-dashboard-ws live-server tests: not a secret, never use it 0123456789abcdef"
@@ -111,6 +112,7 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
             user_rooms=sum(1 for namespace in list(manager.rooms) for room in list(manager.rooms[namespace])
                            if isinstance(room, str) and room.startswith("user:")),
             limited=dict(ext.guard.counts),
+            queues=sum(1 for socket in list(server.eio.sockets.values()) if queued(socket) is not None),
             no_delay=[socket._raw.getsockopt(IPPROTO_TCP, TCP_NODELAY) for socket in list(server.eio.sockets.values())
                       if getattr(socket, "_raw", None) is not None],
         )

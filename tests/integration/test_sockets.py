@@ -32,8 +32,11 @@ def kernel_buffers() -> int:
     return sum(sizes)
 
 
-def test_a_burst_larger_than_the_kernel_buffers_arrives_whole_and_in_order(start_server: Any) -> None:
-    """The first events are written in place; once the socket would block, the rest wait and go out in order."""
+def test_a_burst_larger_than_the_kernel_buffers_arrives_whole_and_in_order(start_server: Any, async_mode: str) -> None:
+    """The first events are written in place; once the socket would block, the rest wait and go out in order.
+
+    The queue they waited in is released once it is empty (threading keeps engine.io's).
+    """
     size = 50_000
     count = 2 * kernel_buffers() // size + 1
     server = start_server({"DASHBOARD_WS_MAX_OUTGOING_BYTES": 4 * count * size})
@@ -50,6 +53,8 @@ def test_a_burst_larger_than_the_kernel_buffers_arrives_whole_and_in_order(start
         message = json.loads(packet[len(f"42{NAMESPACE},"):])[1]["payload"]["message"]
         indexes.append(int(message[:8]))
     assert indexes == list(range(count))
+    if async_mode != "threading":  # which keeps engine.io's queue
+        server.wait_for_state(queues=0)
 
 
 def test_a_socket_that_answers_pings_is_kept(start_server: Any) -> None:
@@ -101,3 +106,15 @@ def test_a_websocket_is_sent_on_without_nagles_algorithm(start_server: Any, asyn
     assert session.connect(server.token(new_user())).startswith(f"40{NAMESPACE},")
     # threading: simple-websocket's socket keeps engine.io's writer, so the state sees no socket written in place
     assert server.state()["no_delay"] == ([] if async_mode == "threading" else [1])
+
+
+def test_an_open_websocket_written_in_place_holds_no_queue(start_server: Any, async_mode: str) -> None:
+    """Once the OPEN packet is out nothing waits, and the socket releases its queue (about 2.5 KB)."""
+    server = start_server()
+    token = server.token(new_user())
+    session = RawSession(server)
+    assert session.connect(token).startswith(f"40{NAMESPACE},")
+    event = server.emitted("POST", "/api/dashboard/errors", token, {"code": "X", "message": "sent in place"})
+    assert json.loads(session.next_packet()[len(f"42{NAMESPACE},"):]) == ["dashboard:error", event]
+    state = server.state()  # the server may hold earlier tests' sockets too
+    assert state["queues"] == (state["sessions"] if async_mode == "threading" else 0)  # threading keeps engine.io's
