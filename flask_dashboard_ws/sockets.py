@@ -14,7 +14,8 @@ while nothing happens, and each delivered event costs a queue put, a switch to t
   start; it sends what is left, in order, then ends. A slow reader still fills the socket's queue, which
   ``DASHBOARD_WS_MAX_OUTGOING_BYTES`` bounds as before;
 * :class:`Heartbeat`, one task per engine.io server, pings the sockets that are due and closes those whose
-  pong is late, which also makes engine.io's service task unnecessary.
+  pong is late, which also makes engine.io's service task unnecessary. As it ends a silent connection, the
+  green thread reading a WebSocket waits without a timeout (no timer per packet received);
 * Nagle's algorithm is turned off on each WebSocket's connection (:func:`no_delay`), as Node's ``ws`` does.
 
 Green threads do not switch between checking that nothing is pending and the non-blocking write, so the
@@ -73,8 +74,11 @@ def green_and_raw(ws: Any) -> tuple[Any, Any] | None:
     """The green socket under an engine.io WebSocket and the OS socket under that, where they can be found.
 
     They can under eventlet's ``RFC6455WebSocket`` and gevent-websocket's ``WebSocket`` (behind engine.io's
-    wrapper); None elsewhere.
+    wrapper), and under simple-websocket's, whose socket is both (threading); None elsewhere.
     """
+    simple = getattr(getattr(ws, "ws", None), "sock", None)  # engine.io's wrapper of a simple-websocket Server
+    if simple is not None and hasattr(simple, "settimeout"):
+        return simple, simple
     inner = getattr(ws, "_sock", None)
     handler = getattr(inner, "handler", None)
     green = getattr(handler, "socket", None) if handler is not None else getattr(ws, "socket", None)
@@ -140,13 +144,14 @@ class Heartbeat:
         while pongs and pongs[0][0] <= now:
             _, socket, sent = pongs.popleft()
             if socket.last_ping == sent:
-                self._gone(socket)
+                self._gone(socket, now)
         heads = [entries[0][0] for entries in (pings, pongs) if entries]
         wait = min(heads) - now if heads else min(self.server.ping_interval, self.server.ping_timeout)
         return max(HEARTBEAT_TICK, wait)
 
     def _ping(self, socket: Socket, now: float) -> None:
         if socket.closing or socket.closed:
+            self._forget(socket, now)
             return
         socket.last_ping = sent = time.time()
         self._pongs.append((now + self.server.ping_timeout, socket, sent))
@@ -155,13 +160,23 @@ class Heartbeat:
         except Exception as exc:  # a socket closing meanwhile; one socket must not stop the heartbeat
             self.server.logger.info("%s: ping not sent: %s", socket.sid, exc)
 
-    def _gone(self, socket: Socket) -> None:
+    def _gone(self, socket: Socket, now: float) -> None:
         """engine.io's ping timeout: the CLOSE packet puts a half-open connection in its right state."""
-        if socket.closing or socket.closed:
-            return
-        self.server.logger.info("%s: Client is gone, closing socket", socket.sid)
-        socket.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
-        if not socket.upgraded:  # a polling client that went away: no request will come to remove it
+        if not (socket.closing or socket.closed):
+            self.server.logger.info("%s: Client is gone, closing socket", socket.sid)
+            socket.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
+        self._forget(socket, now)
+
+    def _forget(self, socket: Socket, now: float) -> None:
+        """Remove a closed session from the server, as engine.io's service task did.
+
+        The request of its transport removes it too, but not always: a polling client that went away sends no
+        more requests, and simple-websocket (threading) raises past engine.io's removal under Werkzeug and
+        gunicorn. A session still closing (in another thread) is looked at again one ping interval later.
+        """
+        if not socket.closed:
+            self._pings.append((now + self.server.ping_interval, socket))
+        elif self.server.sockets.get(socket.sid) is socket:
             self.server.sockets.pop(socket.sid, None)
 
 
@@ -240,9 +255,13 @@ class LeanSocket(Socket):
     def _write_backlog(self) -> None:
         """Send the rest of a partly sent frame, then the queue, with blocking writes; close the WebSocket at None.
 
-        The queue is emptied even when the WebSocket has closed, so that ``close(wait=True)`` returns.
+        The queue is emptied even when the WebSocket has closed, so that ``close(wait=True)`` returns. A write
+        that a stalled reader blocks fails after a ping cycle, as engine.io's, which ends the transport; reads
+        wait without a timeout, so that no timer is armed and cancelled for every packet a client sends: the
+        :class:`Heartbeat` closes a silent socket, and :meth:`_close_ws` wakes its reader.
         """
         queue_empty = self.server.get_queue_empty_exception()
+        self._green.settimeout(self.server.ping_interval + self.server.ping_timeout)
         try:
             while True:
                 if self._partial and not self._ws_closed:
@@ -263,6 +282,7 @@ class LeanSocket(Socket):
             self._partial = b""
             self._close_ws()
         finally:
+            self._green.settimeout(None)
             self._writer = None
 
     def _close_ws(self) -> None:
@@ -279,7 +299,7 @@ class LeanSocket(Socket):
         except OSError:  # the client closed it first
             pass
         try:
-            self._raw.shutdown(SHUT_RDWR)
+            self._green.shutdown(SHUT_RDWR)
         except OSError:
             pass
 
@@ -287,9 +307,10 @@ class LeanSocket(Socket):
         no_delay(ws)
         sockets = None if self.connected else sockets_of(ws)
         if sockets is None:  # an upgrade from long-polling, or a WebSocket that cannot be written in place
+            found = green_and_raw(ws)
+            if found is not None:  # a stalled client's blocked write ends after a ping cycle (engine.io: eventlet only)
+                found[0].settimeout(self.server.ping_interval + self.server.ping_timeout)
             return super()._websocket_handler(ws)
-        timeout = self.server.ping_interval + self.server.ping_timeout
-        sockets[0].settimeout(timeout)  # as engine.io: blocking reads and writes end after a silent ping cycle
         self.connected = self.upgraded = True
         self._green = sockets[0]
         # The OPEN packet, queued before the transport existed, goes out from this green thread; sends meanwhile

@@ -27,6 +27,21 @@ from flask_dashboard_ws.sockets import queued
 JWT_SECRET = "flask-dashboard-ws live-server tests: not a secret, never use it 0123456789abcdef"
 
 
+def tcp_peer_ports() -> list[int]:
+    """The remote ports of this process's IPv4 TCP connections, from /proc: the clients it still holds a socket of."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sorted(int(row[2].rpartition(":")[2], 16) for row in rows if row[9] in inodes)
+
+
 def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(JWT_SECRET_KEY=JWT_SECRET, DASHBOARD_WS_ASYNC_MODE=async_mode)
@@ -107,6 +122,8 @@ def create_app(async_mode: str | None, config: dict[str, Any] | None = None) -> 
             expiry=len(ext.expiry),
             pending=ext.guard.pending,
             sessions=sum(1 for socket in list(server.eio.sockets.values()) if not socket.closed),
+            held=len(server.eio.sockets),  # sessions engine.io holds, closed or not
+            tcp_peers=tcp_peer_ports(),
             environ=len(server.environ),
             sockets={namespace: len(manager.rooms[namespace].get(None, ())) for namespace in list(manager.rooms)},
             user_rooms=sum(1 for namespace in list(manager.rooms) for room in list(manager.rooms[namespace])

@@ -119,6 +119,22 @@ def test_a_socket_closed_before_its_ping_is_not_pinged(server: Any) -> None:
     assert queued(sock) == []
 
 
+def test_a_closed_session_the_server_still_holds_is_forgotten_when_its_ping_is_due(server: Any) -> None:
+    """As engine.io's service task: the request of its transport may never remove it (simple-websocket raises past
+    engine.io's removal under Werkzeug and gunicorn; a polling client may not come back)."""
+    heartbeat = Heartbeat(server)
+    start = time.monotonic()
+    closed, closing, open_ = open_sockets(server, heartbeat, 3)
+    closed.close(wait=False, abort=True)
+    closing.closing = True  # another thread is closing it
+    heartbeat._beat(start + 26)
+    assert set(server.sockets) == {closing.sid, open_.sid}
+    open_.receive(eio_packet.Packet(eio_packet.PONG))
+    closing.closed = True
+    heartbeat._beat(start + 52)  # looked at again one ping interval later
+    assert set(server.sockets) == {open_.sid}
+
+
 def test_adopt_leaves_a_socket_of_another_class_alone(server: Any) -> None:
     class Custom(Socket):
         pass

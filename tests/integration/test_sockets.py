@@ -118,3 +118,36 @@ def test_an_open_websocket_written_in_place_holds_no_queue(start_server: Any, as
     assert json.loads(session.next_packet()[len(f"42{NAMESPACE},"):]) == ["dashboard:error", event]
     state = server.state()  # the server may hold earlier tests' sockets too
     assert state["queues"] == (state["sessions"] if async_mode == "threading" else 0)  # threading keeps engine.io's
+
+
+def test_a_stalled_client_is_let_go_and_its_reader_ends(start_server: Any) -> None:
+    """A client that neither reads nor answers pings, with a write blocked on it: the heartbeat closes the session,
+    the blocked write gives up after a ping cycle, and the green thread reading the connection, which waits
+    without a timeout, is woken: the request ends and engine.io forgets the session."""
+    size = 50_000
+    count = 2 * kernel_buffers() // size + 1
+    server = start_server({**FAST_PINGS, "DASHBOARD_WS_MAX_OUTGOING_BYTES": 4 * count * size + 1})
+    token = server.token(new_user())
+    stalled = RawSession(server)
+    assert stalled.connect(token).startswith(f"40{NAMESPACE},")
+    response = requests.post(f"{server.url}/api/bursts?count={count}&size={size}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200
+    port = stalled.ws.sock.getsockname()[1]
+    assert port in server.state()["tcp_peers"]
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while port in server.state()["tcp_peers"]:  # the server closes its socket once the request has ended
+        assert time.monotonic() < deadline, "the server still holds the stalled client's connection"
+        time.sleep(0.05)
+    server.wait_for_state(held=0, sessions=0, connections=0)
+    stalled.close()
+
+
+def test_a_session_whose_websocket_ended_is_forgotten(start_server: Any) -> None:
+    """engine.io's service task removed a closed session that its request did not (simple-websocket raises past
+    that removal under Werkzeug); the heartbeat does, by its next ping at the latest."""
+    server = start_server(FAST_PINGS)
+    session = RawSession(server)
+    assert session.connect(server.token(new_user())).startswith(f"40{NAMESPACE},")
+    session.close()
+    server.wait_for_state(held=0, sessions=0)
