@@ -88,26 +88,20 @@ def green_and_raw(ws: Any) -> tuple[Any, Any] | None:
     return green, raw
 
 
-def sockets_of(ws: Any) -> tuple[Any, Any] | None:
-    """:func:`green_and_raw`, if the WebSocket can be written in place: no extension negotiated (the extension
-    declines compression) and a non-blocking OS socket. Anything else returns None."""
-    if getattr(ws, "extensions", None):  # eventlet compresses with a negotiated permessage-deflate
-        return None
-    sockets = green_and_raw(ws)
-    if sockets is None or sockets[1].gettimeout() != 0.0:
-        return None
-    return sockets
+def writable_in_place(ws: Any, raw: Any) -> bool:
+    """Whether a WebSocket whose OS socket is ``raw`` can be written in place: no extension negotiated (the
+    extension declines compression) and a non-blocking socket (eventlet's and gevent's, not threading's)."""
+    return not getattr(ws, "extensions", None) and raw.gettimeout() == 0.0  # eventlet's permessage-deflate
 
 
-def no_delay(ws: Any) -> None:
+def no_delay(raw: Any) -> None:
     """Turn Nagle's algorithm off on a WebSocket's TCP connection, as Node's ``ws`` does.
 
     Each event is written whole, so Nagle's algorithm coalesces nothing useful: it only holds a small frame
     back while the previous one is unacknowledged, and the client's delayed ACK makes that up to 40 ms.
     """
-    sockets = green_and_raw(ws)
-    if sockets is not None and sockets[1].family in (AF_INET, AF_INET6):
-        sockets[1].setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+    if raw.family in (AF_INET, AF_INET6):
+        raw.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
 
 
 class Heartbeat:
@@ -261,7 +255,7 @@ class LeanSocket(Socket):
         :class:`Heartbeat` closes a silent socket, and :meth:`_close_ws` wakes its reader.
         """
         queue_empty = self.server.get_queue_empty_exception()
-        self._green.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        self._green.settimeout(self._ping_cycle())
         try:
             while True:
                 if self._partial and not self._ws_closed:
@@ -303,13 +297,19 @@ class LeanSocket(Socket):
         except OSError:
             pass
 
+    def _ping_cycle(self) -> float:
+        """The longest a blocking write waits: a client that answers pings is never silent for longer."""
+        return self.server.ping_interval + self.server.ping_timeout
+
     def _websocket_handler(self, ws: Any) -> list[Any]:
-        no_delay(ws)
-        sockets = None if self.connected else sockets_of(ws)
-        if sockets is None:  # an upgrade from long-polling, or a WebSocket that cannot be written in place
-            found = green_and_raw(ws)
-            if found is not None:  # a stalled client's blocked write ends after a ping cycle (engine.io: eventlet only)
-                found[0].settimeout(self.server.ping_interval + self.server.ping_timeout)
+        sockets = green_and_raw(ws)
+        if sockets is not None:
+            no_delay(sockets[1])
+        if sockets is None or self.connected or not writable_in_place(ws, sockets[1]):
+            # An upgrade from long-polling, or a WebSocket that cannot be written in place: engine.io's writer,
+            # whose blocked write a stalled client ends after a ping cycle (engine.io sets it under eventlet only).
+            if sockets is not None:
+                sockets[0].settimeout(self._ping_cycle())
             return super()._websocket_handler(ws)
         self.connected = self.upgraded = True
         self._green = sockets[0]
